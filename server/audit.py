@@ -1,0 +1,102 @@
+"""The audit log: one row per request in state.sqlite3, written in batches off the request path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import astuple
+from typing import Any
+
+from server.events import RequestFinished
+
+log = logging.getLogger(__name__)
+
+AUDIT_COLUMNS = ("ts", "key_id", "key_name", "client", "method", "route", "protocol", "tool", "status",
+                 "duration_ms", "rows", "error_code")
+_MAX_PENDING = 100_000
+
+
+class AuditLog:
+    """Buffers audit records and flushes them every `interval` seconds on the state thread.
+
+    `on_flush` gets each batch too, so key usage (count, last used) is saved with the same write.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, *,
+                 interval: float = 0.25, on_flush: Callable[[list[RequestFinished]], None] | None = None
+                 ) -> None:
+        self._conn = conn
+        self._executor = executor
+        self._interval = interval
+        self._on_flush = on_flush
+        self._pending: list[RequestFinished] = []
+        self._dropped = 0
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def record(self, entry: RequestFinished) -> None:
+        if len(self._pending) >= _MAX_PENDING:
+            self._dropped += 1
+            return
+        self._pending.append(entry)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("audit flush failed; records kept for the next try")
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch)
+        except Exception:
+            self._pending[:0] = batch
+            raise
+        if self._dropped:
+            log.error("audit buffer overflowed", extra={"fields": {"dropped": self._dropped}})
+            self._dropped = 0
+
+    def _write(self, batch: list[RequestFinished]) -> None:
+        width = len(AUDIT_COLUMNS)
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' * width)})",
+                [astuple(entry)[:width] for entry in batch])
+            if self._on_flush:
+                self._on_flush(batch)
+
+    def recent(self, limit: int = 100, before_id: int | None = None) -> list[dict[str, Any]]:
+        """Newest first; for history paging in the app and for `keys list`-style reports."""
+        sql = f"SELECT id, {', '.join(AUDIT_COLUMNS)} FROM audit"
+        args: tuple[Any, ...] = ()
+        if before_id is not None:
+            sql += " WHERE id < ?"
+            args = (before_id,)
+        rows = self._conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [dict(zip(("id", *AUDIT_COLUMNS), row, strict=False)) for row in rows]
+
+    def prune(self, older_than_days: int) -> int:
+        cutoff = (dt.datetime.now(dt.UTC) - dt.timedelta(days=older_than_days)).isoformat()
+        return self._conn.execute("DELETE FROM audit WHERE ts < ?", (cutoff,)).rowcount

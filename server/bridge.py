@@ -1,0 +1,196 @@
+"""The running service: config, catalog, database, keys, limits, audit and events, wired once.
+
+The HTTP app, the CLI and the desktop app all hold one Bridge; nothing here knows about transports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from server.audit import AuditLog
+from server.catalog import Catalog
+from server.config import Config, ConfigError
+from server.db import open_database
+from server.db.base import Database
+from server.errors import BridgeError, DatabaseUnavailable
+from server.events import CatalogReloaded, EventBus, HealthChanged, RequestFinished
+from server.executor import ToolExecutor
+from server.keys import ENV_KEY_ID, KeyStore, KeyVerifier, Principal
+from server.logs import register_secret
+from server.paths import Paths
+from server.ratelimit import AuthThrottle, RateLimiter
+from server.secretstore import SecretStore
+from server.state import connect_state, data_version
+
+log = logging.getLogger(__name__)
+RECONNECT_INTERVAL = 2.0
+
+
+@dataclass
+class Health:
+    healthy: bool
+    detail: str
+    checked_at: float
+
+
+class Bridge:
+    def __init__(self, paths: Paths, config: Config, *, database_url: str,
+                 static_keys: list[tuple[str, Principal]] | None = None) -> None:
+        """`static_keys` are keys that live outside state.sqlite3: MCP_API_KEY, or a run-only demo key."""
+        self.paths = paths
+        self.config = config
+        self.database_url = database_url
+        self.static_keys = static_keys or []
+        self.events = EventBus()
+        self.limiter = RateLimiter(config.rate_limit.requests, config.rate_limit.window_seconds)
+        self.auth_throttle = AuthThrottle(config.rate_limit.failed_auth_per_minute)
+        self.executor = ToolExecutor(self)
+        self.catalog = Catalog({})
+        self.started_at = time.time()
+        self.health = Health(False, "starting", 0.0)
+        self._state_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state")
+        self._db: Database | None = None
+        self._db_open = False
+        self._db_lock = asyncio.Lock()
+        self._last_connect_try = 0.0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._state_version = -1
+        self.verifier = KeyVerifier([], self.static_keys)
+        for secret, _ in self.static_keys:
+            register_secret(secret)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.paths.ensure()
+        self._state_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state")
+        self.started_at = time.time()
+        self.state = await self.on_state(connect_state, self.paths.state_db)
+        self.keys = KeyStore(self.state, SecretStore())
+        await self.reload_keys()
+        self.catalog = Catalog.load(self.paths.tools_file)
+        self.audit = AuditLog(self.state, self._state_thread, on_flush=self._save_key_usage)
+        self.audit.start()
+        self._db = open_database(self.config.database, url=self.database_url, base_dir=self.paths.config_dir)
+        try:
+            await self.database()
+            await self.check_health()
+        except BridgeError as exc:
+            log.error("database unavailable at start; will keep retrying", extra={"fields": {
+                "database": self._db.describe(), "error": exc.message}})
+            self._set_health(False, exc.message)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._watch_keys(), name="key-watcher"),
+                       loop.create_task(self._watch_health(), name="health-watcher")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if hasattr(self, "audit"):
+            await self.audit.stop()
+        if self._db is not None and self._db_open:
+            await self._db.close()
+            self._db_open = False
+        if hasattr(self, "state"):
+            await self.on_state(self.state.close)
+        self._state_thread.shutdown(wait=True)
+
+    async def on_state(self, fn: Any, *args: Any) -> Any:
+        """Run a state.sqlite3 call on its own thread (sqlite3 is blocking)."""
+        return await asyncio.get_running_loop().run_in_executor(self._state_thread, fn, *args)
+
+    # ---- database --------------------------------------------------------------------------
+    async def database(self) -> Database:
+        """The open database, reconnecting (at most every couple of seconds) after a failure."""
+        db = self._db
+        if db is None:
+            raise DatabaseUnavailable("No database is configured.")
+        if self._db_open:
+            return db
+        async with self._db_lock:
+            if self._db_open:
+                return db
+            if time.monotonic() - self._last_connect_try < RECONNECT_INTERVAL and self._last_connect_try:
+                raise DatabaseUnavailable("The database is unavailable; retrying shortly.")
+            self._last_connect_try = time.monotonic()
+            await db.open()
+            self._db_open = True
+            log.info("database connected", extra={"fields": {"database": db.describe()}})
+            return db
+
+    async def check_health(self) -> Health:
+        try:
+            db = await self.database()
+            await asyncio.wait_for(db.ping(), timeout=3.0)
+            self._set_health(True, "ok")
+        except BridgeError as exc:
+            self._set_health(False, exc.message)
+        except (TimeoutError, OSError) as exc:
+            self._set_health(False, f"database did not answer: {type(exc).__name__}")
+        return self.health
+
+    def _set_health(self, healthy: bool, detail: str) -> None:
+        changed = healthy != self.health.healthy
+        self.health = Health(healthy, detail, time.monotonic())
+        if changed:
+            (log.info if healthy else log.error)("health changed", extra={"fields": {
+                "healthy": healthy, "detail": detail}})
+            self.events.publish(HealthChanged(healthy, detail))
+
+    async def _watch_health(self, interval: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.check_health()
+
+    # ---- keys ------------------------------------------------------------------------------
+    async def reload_keys(self) -> None:
+        """Re-read key records (a revoke from the CLI or the app takes effect at once)."""
+        def read() -> tuple[int, list[Any]]:
+            return data_version(self.state), self.keys.all()
+
+        self._state_version, records = await self.on_state(read)
+        self.verifier = KeyVerifier(records, self.static_keys)
+
+    def authenticate(self, presented: str | None) -> Principal | None:
+        return self.verifier.verify(presented)
+
+    async def _watch_keys(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                version = await self.on_state(data_version, self.state)
+                if version != self._state_version:
+                    await self.reload_keys()
+            except Exception:
+                log.exception("reloading keys failed")
+
+    def _save_key_usage(self, batch: list[RequestFinished]) -> None:
+        counts = Counter(e.key_id for e in batch if e.key_id and e.key_id != ENV_KEY_ID
+                         and 200 <= e.status < 500 and e.status not in (401, 403))
+        if counts:
+            when = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            self.keys.record_usage({key_id: (n, when) for key_id, n in counts.items()})
+
+    # ---- catalog ---------------------------------------------------------------------------
+    async def reload_catalog(self, path: Path | None = None) -> Catalog:
+        """Validate and swap in tools.toml; on error the running catalog stays as it was."""
+        catalog = Catalog.load(path or self.paths.tools_file)
+        self.catalog = catalog
+        self.executor.clear_cache()
+        log.info("catalog reloaded", extra={"fields": {"tools": len(catalog)}})
+        self.events.publish(CatalogReloaded(len(catalog)))
+        return catalog
+
+
+__all__ = ["Bridge", "ConfigError"]

@@ -1,0 +1,277 @@
+"""The tool catalog (tools.toml): the queries and actions the owner allows, with typed parameters.
+
+Each parameter list becomes one JSON Schema; the same schema validates REST calls and is published to MCP
+clients, so there is exactly one definition of what a valid call looks like.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError as SchemaError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from server.config import ConfigError, describe_validation_error, read_toml
+from server.errors import InvalidParams
+from server.sqlparams import named_params
+
+TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ENGINES = ("sqlite", "postgresql")
+ParamType = Literal["string", "integer", "number", "boolean", "date", "json"]
+_JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean",
+               "date": "string"}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ParamSpec(_Model):
+    type: ParamType
+    description: str = ""
+    required: bool = True
+    default: Any = None
+    pattern: str | None = None
+    min: float | None = None
+    max: float | None = None
+    min_length: int | None = Field(None, ge=0)
+    max_length: int | None = Field(None, ge=1)
+    enum: list[Any] | None = None
+    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamSpec:
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+        if self.json_schema is not None and self.type != "json":
+            raise ValueError("schema is only for parameters of type json")
+        return self
+
+
+SqlText = str | dict[Literal["sqlite", "postgresql", "default"], str]
+
+
+class StepSpec(_Model):
+    sql: SqlText
+    fail_if_rows: str | None = None
+    fail_if_none: str | None = None
+    status: Literal[400, 404, 409, 422] = 409
+    code: str = "rejected"
+
+
+class ToolSpec(_Model):
+    kind: Literal["query", "action"]
+    description: str = Field(min_length=1)
+    title: str = ""
+    sql: SqlText | None = None
+    steps: list[StepSpec] = Field(default_factory=list)
+    params: dict[str, ParamSpec] = Field(default_factory=dict)
+    max_rows: int | None = Field(None, ge=1)
+    cache_ttl_seconds: float = Field(0, ge=0)
+    destructive: bool = False
+    idempotent: bool = False
+    json_columns: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shape(self) -> ToolSpec:
+        if self.kind == "query":
+            if self.sql is None or self.steps:
+                raise ValueError("a query needs `sql` (and no `steps`)")
+        else:
+            if (self.sql is None) == (not self.steps):
+                raise ValueError("an action needs either `sql` or `steps`, not both")
+            if self.cache_ttl_seconds:
+                raise ValueError("actions cannot be cached")
+        return self
+
+
+class CatalogFile(_Model):
+    tools: dict[str, ToolSpec] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    sql: dict[str, str]  # engine -> SQL text; "default" serves every engine without its own
+    fail_if_rows: str | None = None
+    fail_if_none: str | None = None
+    status: int = 409
+    code: str = "rejected"
+
+    def sql_for(self, engine: str) -> str:
+        return self.sql.get(engine) or self.sql["default"]
+
+
+@dataclass
+class Tool:
+    name: str
+    kind: str
+    title: str
+    description: str
+    params: dict[str, ParamSpec]
+    steps: list[Step]
+    max_rows: int | None
+    cache_ttl_seconds: float
+    destructive: bool
+    idempotent: bool
+    json_columns: list[str]
+    input_schema: dict[str, Any] = field(default_factory=dict)
+    _validator: Draft202012Validator | None = field(default=None, repr=False)
+
+    @property
+    def read_only(self) -> bool:
+        return self.kind == "query"
+
+    def bind(self, args: Any) -> dict[str, Any]:
+        """Validate caller arguments against the schema and return the values to bind, typed."""
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise InvalidParams(f"params for {self.name} must be a JSON object of named values")
+        assert self._validator is not None
+        errors = sorted(self._validator.iter_errors(args), key=lambda e: list(e.absolute_path))
+        if errors:
+            raise InvalidParams(f"{self.name}: " + "; ".join(_explain(self, e) for e in errors[:5]))
+        bound: dict[str, Any] = {}
+        for name, spec in self.params.items():
+            value = args.get(name, spec.default)
+            if spec.type == "date" and isinstance(value, str):
+                value = dt.date.fromisoformat(value)
+            bound[name] = value
+        return bound
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _explain(tool: Tool, error: SchemaError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        return f"missing required parameter '{missing}'"
+    if error.validator == "additionalProperties" and not where:
+        extra = sorted(set(error.instance) - set(tool.params))
+        allowed = ", ".join(tool.params) or "no parameters"
+        return f"unknown parameter(s) {', '.join(extra)} (this tool takes: {allowed})"
+    if error.validator == "type":
+        return f"{where or 'params'} must be of type {error.validator_value}, not {_short(error.instance)}"
+    if error.validator == "pattern":
+        return f"{where} {_short(error.instance)} does not have the expected format"
+    if error.validator == "format":
+        return f"{where} {_short(error.instance)} is not a valid {error.validator_value} (use YYYY-MM-DD)"
+    if error.validator == "enum":
+        return f"{where} must be one of {', '.join(map(str, error.validator_value))}"
+    if error.validator in ("maxLength", "minLength", "minimum", "maximum", "minItems", "maxItems"):
+        return f"{where} {_short(error.instance)}: {error.message.split(' is ', 1)[-1]}"
+    return f"{where or 'params'}: {error.message[:200]}"
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def param_schema(spec: ParamSpec) -> dict[str, Any]:
+    schema: dict[str, Any] = dict(spec.json_schema or {})
+    if spec.type in _JSON_TYPES:
+        schema["type"] = _JSON_TYPES[spec.type]
+    if spec.type == "date":
+        schema["format"] = "date"
+    if spec.description:
+        schema["description"] = spec.description
+    if spec.pattern is not None:
+        schema["pattern"] = spec.pattern
+    if spec.min is not None:
+        schema["minimum"] = _number(spec.min)
+    if spec.max is not None:
+        schema["maximum"] = _number(spec.max)
+    if spec.min_length is not None:
+        schema["minLength"] = spec.min_length
+    if spec.max_length is not None:
+        schema["maxLength"] = spec.max_length
+    if spec.enum is not None:
+        schema["enum"] = spec.enum
+    if spec.default is not None:
+        schema["default"] = spec.default
+    return schema
+
+
+def _build_tool(name: str, spec: ToolSpec) -> Tool:
+    raw_steps = spec.steps or [StepSpec(sql=spec.sql)]  # type: ignore[arg-type]
+    steps = []
+    for step in raw_steps:
+        texts = {"default": step.sql} if isinstance(step.sql, str) else dict(step.sql)
+        if "default" not in texts and not all(engine in texts for engine in ENGINES):
+            raise ValueError("SQL given per engine must cover sqlite and postgresql (or give `default`)")
+        steps.append(Step(texts, step.fail_if_rows, step.fail_if_none, step.status, step.code))
+    used: set[str] = set()
+    for step in steps:
+        for text in step.sql.values():
+            used.update(named_params(text))
+    undeclared = sorted(used - set(spec.params))
+    if undeclared:
+        raise ValueError(f"SQL uses :{', :'.join(undeclared)} but no such parameter is declared")
+    unused = sorted(set(spec.params) - used)
+    if unused:
+        raise ValueError(f"parameter(s) {', '.join(unused)} declared but never used in the SQL")
+    properties = {pname: param_schema(p) for pname, p in spec.params.items()}
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    required = [pname for pname, p in spec.params.items() if p.required and p.default is None]
+    if required:
+        schema["required"] = required
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise ValueError(f"parameter schema is invalid: {exc.message}") from None
+    return Tool(
+        name=name, kind=spec.kind, title=spec.title or name.replace("_", " ").capitalize(),
+        description=spec.description, params=spec.params, steps=steps, max_rows=spec.max_rows,
+        cache_ttl_seconds=spec.cache_ttl_seconds, destructive=spec.destructive,
+        idempotent=spec.idempotent, json_columns=spec.json_columns, input_schema=schema,
+        _validator=Draft202012Validator(schema, format_checker=FormatChecker()),
+    )
+
+
+class Catalog:
+    """The loaded, validated catalog; replaced whole on reload so readers never see half an edit."""
+
+    def __init__(self, tools: dict[str, Tool]) -> None:
+        self.tools = tools
+
+    def get(self, name: str) -> Tool | None:
+        return self.tools.get(name)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.tools.values())
+
+    def __len__(self) -> int:
+        return len(self.tools)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "tools.toml") -> Catalog:
+        try:
+            parsed = CatalogFile.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(Path(source), exc)) from None
+        tools: dict[str, Tool] = {}
+        for name, spec in parsed.tools.items():
+            if not TOOL_NAME.match(name):
+                raise ConfigError(f"{source}: tools.{name}: a tool name must be lowercase letters, digits "
+                                  "and _ and start with a letter")
+            try:
+                tools[name] = _build_tool(name, spec)
+            except ValueError as exc:
+                raise ConfigError(f"{source}: tools.{name}: {exc}") from None
+        return cls(tools)
+
+    @classmethod
+    def load(cls, path: Path) -> Catalog:
+        return cls.from_dict(read_toml(path), str(path))

@@ -1,0 +1,262 @@
+"""`voka-bridge`: serve, keys, check, gui (DESIGN section 5)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from server import __version__
+from server.bridge import Bridge
+from server.bundled import ensure_default_catalog, ensure_demo_database
+from server.catalog import Catalog
+from server.config import Config, ConfigError, load_config
+from server.db import open_database
+from server.errors import BridgeError
+from server.host import ServerHost
+from server.keys import SCOPES, KeyProblem, KeyStore, Principal, env_principal, new_secret, parse_scopes
+from server.logs import register_secret, setup_logging
+from server.paths import Paths, resolve_paths
+from server.secretstore import KeyringUnavailable
+from server.state import connect_state
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _add_home(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", metavar="DIR", help="keep everything under DIR (portable mode)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voka-bridge",
+                                     description="Connect your shop's database to Voka AI.")
+    parser.add_argument("--version", action="version", version=f"voka-bridge {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run the server headless")
+    serve.add_argument("--demo", action="store_true", help="serve the bundled demo database and catalog")
+    serve.add_argument("--host", help="bind address (default from config.toml, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default from config.toml, else 3000)")
+    serve.add_argument("--config", metavar="FILE", help="config.toml to use")
+    _add_home(serve)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; prints it alone on the last line")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scopes", default="query,action", help=f"comma-separated: {','.join(SCOPES)}")
+    create.add_argument("--tools", help="comma-separated tool names this key may use (default: all)")
+    create.add_argument("--rate-limit", type=int, help="requests per window for this key")
+    create.add_argument("--expires-days", type=float, help="the key stops working after this many days")
+    _add_home(create)
+    listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
+    _add_home(listing)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key", metavar="ID_OR_NAME")
+    _add_home(revoke)
+    rotate = keys_sub.add_parser("rotate", help="new secret; the old one works for a grace period")
+    rotate.add_argument("key", metavar="ID_OR_NAME")
+    rotate.add_argument("--grace", type=float, default=24.0, metavar="HOURS")
+    _add_home(rotate)
+
+    check = sub.add_parser("check", help="validate config and catalog, and reach the database")
+    check.add_argument("--config", metavar="FILE")
+    _add_home(check)
+
+    gui = sub.add_parser("gui", help="start the desktop app (the default)")
+    gui.add_argument("--port", type=int)
+    _add_home(gui)
+    return parser
+
+
+def _fail(message: str, code: int = EXIT_FAIL) -> int:
+    print(f"voka-bridge: {message}", file=sys.stderr)
+    return code
+
+
+def prepare(paths: Paths, config_file: str | None, *, demo: bool) -> tuple[Config, str]:
+    """Load the config, lay down default files, and decide which database URL to serve."""
+    paths.ensure()
+    config = load_config(Path(config_file) if config_file else paths.config_file)
+    ensure_default_catalog(paths.tools_file)
+    url = config.database.url
+    if demo or not url:
+        if not demo and not url:
+            raise ConfigError("no database configured: set [database] url in config.toml or DATABASE_URL, "
+                              "or run with --demo to try the bundled demo shop")
+        ensure_demo_database(paths.demo_db)
+        url = "sqlite:///" + paths.demo_db.as_posix().lstrip("/")
+    return config, url
+
+
+def _static_keys(paths: Paths, *, demo: bool) -> tuple[list[tuple[str, Principal]], str | None]:
+    """MCP_API_KEY if set; else, when no key exists yet, a first key (kept in the keyring if possible)."""
+    env_key = os.environ.get("MCP_API_KEY", "").strip()
+    if env_key:
+        register_secret(env_key)
+        return [(env_key, env_principal())], None
+    conn = connect_state(paths.state_db)
+    try:
+        store = KeyStore(conn)
+        if any(k.status in ("active", "rotating") for k in store.all()):
+            return [], None
+        scopes = ("query", "action", "sql") if demo else ("query", "action")
+        try:
+            _, secret = store.create("demo" if demo else "first-key", scopes)
+            return [], secret
+        except KeyringUnavailable:
+            key_id = "runonly"
+            secret = new_secret(key_id)
+            print("No usable OS keyring: this key lives only until the server stops "
+                  "(set MCP_API_KEY to keep one).", file=sys.stderr)
+            return [(secret, Principal(key_id, "run-only key", frozenset(scopes)))], secret
+        except KeyProblem:
+            return [], None
+    finally:
+        conn.close()
+
+
+async def _serve(bridge: Bridge, first_key: str | None) -> int:
+    host = ServerHost(bridge)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    url = await host.start()
+    if first_key:
+        print(f"Created an API key (shown once here; also in your OS keyring):\n  {first_key}")
+        local = url.replace("0.0.0.0", "127.0.0.1")
+        print("Try it:\n  curl -X POST " + local + "/query -H \"Content-Type: application/json\" "
+              f"-H \"x-api-key: {first_key}\" -d '{{\"query\": \"SELECT * FROM customers LIMIT 5\"}}'")
+    print(f"listening on {url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await host.stop()
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    paths = resolve_paths(args.home)
+    try:
+        config, url = prepare(paths, args.config, demo=args.demo)
+        if args.host:
+            config.server.host = args.host
+        if args.port is not None:
+            config.server.port = args.port
+        setup_logging(paths.log_dir, config.logging, console=True)
+        static, first_key = _static_keys(paths, demo=args.demo)
+        bridge = Bridge(paths, config, database_url=url, static_keys=static)
+        return asyncio.run(_serve(bridge, first_key))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot start the server: {exc.strerror or exc}")
+
+
+def _print_key_table(store: KeyStore) -> None:
+    keys = store.all()
+    if not keys:
+        print("No keys yet. Create one with: voka-bridge keys create --name NAME")
+        return
+    header = f"{'ID':<12}  {'NAME':<20}  {'SCOPES':<18}  {'STATUS':<9}  {'USES':>6}  LAST USED"
+    print(header)
+    for key in keys:
+        last = key.last_used_at.isoformat() if key.last_used_at else "never"
+        print(f"{key.id:<12}  {key.name[:20]:<20}  {','.join(key.scopes):<18}  {key.status:<9}  "
+              f"{key.use_count:>6}  {last}")
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    paths = resolve_paths(args.home)
+    paths.ensure()
+    try:
+        conn = connect_state(paths.state_db)
+    except sqlite3.Error as exc:
+        return _fail(f"cannot open {paths.state_db}: {exc}")
+    store = KeyStore(conn)
+    try:
+        if args.keys_command == "list":
+            _print_key_table(store)
+        elif args.keys_command == "create":
+            tools = tuple(t.strip() for t in args.tools.split(",") if t.strip()) if args.tools else None
+            expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=args.expires_days)
+                       if args.expires_days else None)
+            record, secret = store.create(args.name, parse_scopes(args.scopes), tools=tools,
+                                          rate_limit=args.rate_limit, expires_at=expires)
+            print(f"Created key {record.name!r} (id {record.id}, scopes {','.join(record.scopes)}). "
+                  "It is kept in your OS keyring; copy it now:")
+            print(secret)
+        elif args.keys_command == "revoke":
+            record = store.revoke(args.key)
+            print(f"Revoked key {record.name!r} (id {record.id}); it stops working at once.")
+        elif args.keys_command == "rotate":
+            record, secret = store.rotate(args.key, args.grace)
+            until = (f"until {record.old_expires_at.isoformat()}" if record.old_expires_at
+                     else "no longer (no grace period)")
+            print(f"Rotated key {record.name!r} (id {record.id}); the old secret works {until}. New key:")
+            print(secret)
+    except KeyProblem as exc:
+        return _fail(str(exc))
+    except KeyringUnavailable as exc:
+        return _fail(str(exc))
+    finally:
+        conn.close()
+    return EXIT_OK
+
+
+async def _check_database(config: Config, url: str, base_dir: Path) -> str:
+    db = open_database(config.database, url=url, base_dir=base_dir)
+    await db.open()
+    try:
+        await db.ping()
+        tables = await db.schema()
+    finally:
+        await db.close()
+    return f"{db.describe()}: reachable, {len(tables)} table(s)"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    paths = resolve_paths(args.home)
+    try:
+        configured = load_config(Path(args.config) if args.config else paths.config_file)
+        config, url = prepare(paths, args.config, demo=not configured.database.url)
+        catalog = Catalog.load(paths.tools_file)
+        print(f"config: ok ({args.config or paths.config_file})")
+        print(f"catalog: ok, {len(catalog)} tool(s) ({paths.tools_file})")
+        print("database: " + asyncio.run(_check_database(config, url, paths.config_dir)))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except BridgeError as exc:
+        return _fail(f"database: {exc.message}")
+    return EXIT_OK
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    try:
+        from app.main import run_gui
+    except ImportError as exc:
+        return _fail(f"the desktop app is not available here ({exc.name} is missing); "
+                     "use `voka-bridge serve` for a headless server")
+    return run_gui(home=args.home, port=args.port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["gui", *(argv or sys.argv[1:])])
+    handlers = {"serve": cmd_serve, "keys": cmd_keys, "check": cmd_check, "gui": cmd_gui}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Every failure a caller can see, with its HTTP status and machine code.
+
+Adapters (REST, MCP) turn these into their own wire format; nothing else decides a status code.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """A failure meant for the caller: the message is safe to show (no secrets, no internals)."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+
+class BadRequest(BridgeError):
+    status, code = 400, "bad_request"
+
+
+class InvalidParams(BadRequest):
+    code = "invalid_params"
+
+
+class ReadOnlyViolation(BadRequest):
+    code = "read_only"
+
+
+class Unauthorized(BridgeError):
+    status, code = 401, "unauthorized"
+
+    def __init__(self, message: str = "Unauthorized", **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class Forbidden(BridgeError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(BridgeError):
+    status, code = 404, "not_found"
+
+
+class UnknownTool(NotFound):
+    code = "unknown_tool"
+
+
+class Conflict(BridgeError):
+    """The request is well formed but the data says no (duplicate phone, short stock, idempotency)."""
+
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(BridgeError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(BridgeError):
+    status, code = 415, "unsupported_media_type"
+
+
+class RateLimited(BridgeError):
+    status, code = 429, "rate_limited"
+
+
+class InternalError(BridgeError):
+    status, code = 500, "internal_error"
+
+
+class DatabaseUnavailable(BridgeError):
+    status, code = 503, "database_unavailable"
+
+
+class QueryTimeout(BridgeError):
+    status, code = 504, "query_timeout"

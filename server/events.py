@@ -1,0 +1,71 @@
+"""Server → GUI events: plain dataclasses on a bus. Subscribers must be quick (queue or signal)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RequestFinished:
+    ts: str
+    key_id: str | None
+    key_name: str | None
+    client: str
+    method: str
+    route: str
+    protocol: str
+    tool: str | None
+    status: int
+    duration_ms: float
+    rows: int | None
+    error_code: str | None
+    request_body: str | None = None
+    response_body: str | None = None
+
+
+@dataclass(frozen=True)
+class HealthChanged:
+    healthy: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class ServerStateChanged:
+    state: str  # "starting", "serving", "stopping", "stopped", "failed"
+    url: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CatalogReloaded:
+    tool_count: int
+
+
+@dataclass(frozen=True)
+class AuthBlocked:
+    client: str
+    seconds: float
+
+
+Event = RequestFinished | HealthChanged | ServerStateChanged | CatalogReloaded | AuthBlocked
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subscribers: list[Callable[[Any], None]] = []
+
+    def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def publish(self, event: Event) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event subscriber failed")

@@ -1,0 +1,127 @@
+"""Run the HTTP server: on the caller's loop (`voka-bridge serve`) or on its own thread (the desktop app).
+
+aiohttp's AppRunner/TCPSite (not `run_app`, which only works on the main thread) so the same code serves
+both, and a stop finishes in-flight requests before the database closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from server.bridge import Bridge
+from server.config import Config, ConfigError
+from server.events import ServerStateChanged
+from server.http.app import create_app
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+INSECURE_BIND_HELP = (
+    "Refusing to serve plain HTTP on {host}: API keys would cross the network unencrypted. Either set "
+    "[server] tls_cert and tls_key in config.toml (your certificate, or one the app generates), or bind to "
+    "127.0.0.1 and let a tunnel (cloudflared, ngrok) provide HTTPS. If a TLS proxy of your own sits in "
+    "front, set [server] allow_insecure_http = true."
+)
+
+
+def ssl_context_for(config: Config) -> ssl.SSLContext | None:
+    server = config.server
+    if bool(server.tls_cert) != bool(server.tls_key):
+        raise ConfigError("config.toml: server.tls_cert and server.tls_key must be set together")
+    if not server.tls:
+        if not server.is_loopback and not server.allow_insecure_http:
+            raise ConfigError(INSECURE_BIND_HELP.format(host=server.host))
+        if not server.is_loopback:
+            log.warning("serving plain HTTP off loopback (allow_insecure_http is set)",
+                        extra={"fields": {"host": server.host}})
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(server.tls_cert, server.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"config.toml: server.tls_cert/tls_key cannot be loaded: {exc}") from None
+    return context
+
+
+class ServerHost:
+    """Owns one Bridge and one listening site on the current event loop."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self.runner: web.AppRunner | None = None
+        self.url: str | None = None
+        self.port: int | None = None
+
+    async def start(self) -> str:
+        config = self.bridge.config
+        ssl_context = ssl_context_for(config)
+        self.bridge.events.publish(ServerStateChanged("starting"))
+        await self.bridge.start()
+        try:
+            self.runner = web.AppRunner(create_app(self.bridge), access_log=None,
+                                        shutdown_timeout=config.server.shutdown_timeout_seconds,
+                                        handle_signals=False)
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, config.server.host, config.server.port,
+                               ssl_context=ssl_context, reuse_address=True)
+            await site.start()
+        except BaseException:
+            await self.stop()
+            raise
+        address = self.runner.addresses[0]
+        self.port = address[1]
+        scheme = "https" if ssl_context else "http"
+        host = config.server.host
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"{scheme}://{shown}:{self.port}"
+        log.info("listening", extra={"fields": {"url": self.url}})
+        self.bridge.events.publish(ServerStateChanged("serving", self.url))
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish, then close the database and state."""
+        self.bridge.events.publish(ServerStateChanged("stopping", self.url))
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        await self.bridge.stop()
+        self.bridge.events.publish(ServerStateChanged("stopped"))
+
+
+class ThreadedServerHost:
+    """A ServerHost on a dedicated thread with its own event loop, so a busy GUI never delays a call."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.host = ServerHost(bridge)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="voka-server", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def start(self, timeout: float = 30) -> str:
+        return self.submit(self.host.start()).result(timeout)
+
+    def stop(self, timeout: float = 30) -> None:
+        self.submit(self.host.stop()).result(timeout)
+
+    def close(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        if not self.loop.is_running():
+            self.loop.close()

@@ -1,0 +1,1 @@
+"""HTTP transport: one aiohttp app, one middleware pipeline, thin REST and MCP adapters."""

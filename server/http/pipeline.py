@@ -1,0 +1,120 @@
+"""The outermost middleware: every request, accepted or refused, gets one JSON answer and one audit row.
+
+Errors become `{"success": false, "error", "code"}` with their status; anything unexpected becomes a
+plain 500 (the details go to error.log, never to the caller).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from server.errors import BridgeError, PayloadTooLarge
+from server.events import RequestFinished
+from server.executor import CallContext
+from server.http.keys import BRIDGE, CONTEXT
+from server.jsonsafe import dumps
+from server.logs import redact
+
+log = logging.getLogger("server.access")
+BODY_PREVIEW = 2048
+
+_HTTP_CODES = {404: ("not_found", "There is nothing at this address."),
+               405: ("method_not_allowed", "This address does not accept that HTTP method."),
+               413: ("payload_too_large", "The request body is too large.")}
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(text=dumps(payload), status=status, headers=headers,
+                        content_type="application/json")
+
+
+def error_response(exc: BridgeError) -> web.Response:
+    return json_response({"success": False, "error": exc.message, "code": exc.code}, exc.status,
+                         exc.headers)
+
+
+def client_address(request: web.Request) -> str:
+    """The caller's address; behind a trusted local tunnel, the one its X-Forwarded-For names."""
+    remote = request.remote or "unknown"
+    bridge = request.app[BRIDGE]
+    if bridge.config.server.trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For")
+        try:
+            local = ipaddress.ip_address(remote).is_loopback
+        except ValueError:
+            local = False
+        if forwarded and local:
+            candidate = forwarded.split(",")[-1].strip()
+            try:
+                return str(ipaddress.ip_address(candidate))
+            except ValueError:
+                pass
+    return remote
+
+
+@web.middleware
+async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    ctx = CallContext(route=request.path[:200])
+    request[CONTEXT] = ctx
+    client = client_address(request)
+    request["voka.client"] = client
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except BridgeError as exc:
+        response = _refuse(ctx, exc)
+    except web.HTTPException as exc:
+        if exc.status == 413:
+            response = _refuse(ctx, PayloadTooLarge("The request body is too large."))
+        elif exc.status in _HTTP_CODES:
+            code, message = _HTTP_CODES[exc.status]
+            allow = {k: v for k, v in exc.headers.items() if k == "Allow"}
+            response = _refuse(ctx, BridgeError(message, code=code, status=exc.status, headers=allow))
+        else:
+            raise
+    except Exception:
+        log.exception("unhandled error", extra={"fields": {"route": ctx.route}})
+        response = _refuse(ctx, BridgeError("Internal server error."))
+    if response.status >= 400 and ctx.error_code is None:
+        ctx.error_code = f"http_{response.status}"
+    _finish(request, ctx, client, response, (time.perf_counter() - started) * 1000)
+    return response
+
+
+def _refuse(ctx: CallContext, exc: BridgeError) -> web.Response:
+    ctx.error_code = exc.code
+    return error_response(exc)
+
+
+def _finish(request: web.Request, ctx: CallContext, client: str, response: web.StreamResponse,
+            duration_ms: float) -> None:
+    bridge = request.app[BRIDGE]
+    principal = ctx.principal
+    raw_body = request.get("voka.body")
+    response_text = response.text if isinstance(response, web.Response) else None
+    entry = RequestFinished(
+        ts=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+        key_id=principal.key_id if principal else None,
+        key_name=principal.name if principal else None,
+        client=client, method=request.method, route=ctx.route, protocol=ctx.protocol, tool=ctx.tool,
+        status=response.status, duration_ms=round(duration_ms, 3), rows=ctx.rows,
+        error_code=ctx.error_code,
+        request_body=redact(raw_body[:BODY_PREVIEW].decode("utf-8", "replace")) if raw_body else None,
+        response_body=redact(response_text[:BODY_PREVIEW]) if response_text else None,
+    )
+    bridge.audit.record(entry)
+    bridge.events.publish(entry)
+    if log.isEnabledFor(logging.INFO):
+        level = logging.ERROR if response.status >= 500 else logging.INFO
+        log.log(level, "request", extra={"fields": {
+            "method": entry.method, "route": entry.route, "status": entry.status, "client": client,
+            "key": entry.key_name, "tool": entry.tool, "ms": entry.duration_ms, "rows": entry.rows,
+            "code": entry.error_code}})

@@ -1,0 +1,74 @@
+"""state.sqlite3: key metadata, the audit log and idempotency records (never a secret).
+
+Plain sqlite3 so the CLI can use it synchronously; the server runs these calls on one dedicated thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS = [
+    """
+    CREATE TABLE keys (
+        id             TEXT PRIMARY KEY,
+        name           TEXT NOT NULL UNIQUE,
+        hash           TEXT NOT NULL,
+        scopes         TEXT NOT NULL,
+        tools          TEXT,
+        rate_limit     INTEGER,
+        created_at     TEXT NOT NULL,
+        expires_at     TEXT,
+        last_used_at   TEXT,
+        use_count      INTEGER NOT NULL DEFAULT 0,
+        revoked_at     TEXT,
+        old_hash       TEXT,
+        old_expires_at TEXT
+    );
+    CREATE TABLE audit (
+        id          INTEGER PRIMARY KEY,
+        ts          TEXT NOT NULL,
+        key_id      TEXT,
+        key_name    TEXT,
+        client      TEXT,
+        method      TEXT NOT NULL,
+        route       TEXT NOT NULL,
+        protocol    TEXT,
+        tool        TEXT,
+        status      INTEGER NOT NULL,
+        duration_ms REAL NOT NULL,
+        rows        INTEGER,
+        error_code  TEXT,
+        detail      TEXT
+    );
+    CREATE INDEX audit_ts ON audit(ts);
+    CREATE TABLE idempotency (
+        key_id      TEXT NOT NULL,
+        idem_key    TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status      INTEGER NOT NULL,
+        response    TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (key_id, idem_key)
+    );
+    """,
+]
+
+
+def connect_state(path: Path) -> sqlite3.Connection:
+    """Open (creating and migrating as needed) the state database."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+        conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;")
+    return conn
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """Changes when another connection (say, `voka-bridge keys revoke`) commits to the file."""
+    return conn.execute("PRAGMA data_version").fetchone()[0]

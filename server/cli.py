@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import signal
 import sqlite3
 import sys
@@ -15,15 +14,15 @@ from pathlib import Path
 
 from server import __version__
 from server.bridge import Bridge
-from server.bundled import ensure_default_catalog, ensure_demo_database
 from server.catalog import Catalog
 from server.config import Config, ConfigError, load_config
 from server.db import open_database
 from server.errors import BridgeError
 from server.host import ServerHost
-from server.keys import SCOPES, KeyProblem, KeyStore, Principal, env_principal, new_secret, parse_scopes
-from server.logs import register_secret, setup_logging
-from server.paths import Paths, resolve_paths
+from server.keys import SCOPES, KeyProblem, KeyStore, parse_scopes
+from server.launch import first_run_keys, prepare
+from server.logs import setup_logging
+from server.paths import resolve_paths
 from server.secretstore import KeyringUnavailable
 from server.state import connect_state
 
@@ -81,48 +80,6 @@ def _fail(message: str, code: int = EXIT_FAIL) -> int:
     return code
 
 
-def prepare(paths: Paths, config_file: str | None, *, demo: bool) -> tuple[Config, str]:
-    """Load the config, lay down default files, and decide which database URL to serve."""
-    paths.ensure()
-    config = load_config(Path(config_file) if config_file else paths.config_file)
-    ensure_default_catalog(paths.tools_file)
-    url = config.database.url
-    if demo or not url:
-        if not demo and not url:
-            raise ConfigError("no database configured: set [database] url in config.toml or DATABASE_URL, "
-                              "or run with --demo to try the bundled demo shop")
-        ensure_demo_database(paths.demo_db)
-        url = "sqlite:///" + paths.demo_db.as_posix().lstrip("/")
-    return config, url
-
-
-def _static_keys(paths: Paths, *, demo: bool) -> tuple[list[tuple[str, Principal]], str | None]:
-    """MCP_API_KEY if set; else, when no key exists yet, a first key (kept in the keyring if possible)."""
-    env_key = os.environ.get("MCP_API_KEY", "").strip()
-    if env_key:
-        register_secret(env_key)
-        return [(env_key, env_principal())], None
-    conn = connect_state(paths.state_db)
-    try:
-        store = KeyStore(conn)
-        if any(k.status in ("active", "rotating") for k in store.all()):
-            return [], None
-        scopes = ("query", "action", "sql") if demo else ("query", "action")
-        try:
-            _, secret = store.create("demo" if demo else "first-key", scopes)
-            return [], secret
-        except KeyringUnavailable:
-            key_id = "runonly"
-            secret = new_secret(key_id)
-            print("No usable OS keyring: this key lives only until the server stops "
-                  "(set MCP_API_KEY to keep one).", file=sys.stderr)
-            return [(secret, Principal(key_id, "run-only key", frozenset(scopes)))], secret
-        except KeyProblem:
-            return [], None
-    finally:
-        conn.close()
-
-
 async def _serve(bridge: Bridge, first_key: str | None) -> int:
     host = ServerHost(bridge)
     stop = asyncio.Event()
@@ -132,7 +89,9 @@ async def _serve(bridge: Bridge, first_key: str | None) -> int:
             loop.add_signal_handler(sig, stop.set)
     url = await host.start()
     if first_key:
-        print(f"Created an API key (shown once here; also in your OS keyring):\n  {first_key}")
+        kept = ("only until this server stops" if any(first_key == s for s, _ in bridge.static_keys)
+                else "in your OS keyring")
+        print(f"Created an API key (kept {kept}):\n  {first_key}")
         local = url.replace("0.0.0.0", "127.0.0.1")
         print("Try it:\n  curl -X POST " + local + "/query -H \"Content-Type: application/json\" "
               f"-H \"x-api-key: {first_key}\" -d '{{\"query\": \"SELECT * FROM customers LIMIT 5\"}}'")
@@ -153,7 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.port is not None:
             config.server.port = args.port
         setup_logging(paths.log_dir, config.logging, console=True)
-        static, first_key = _static_keys(paths, demo=args.demo)
+        static, first_key = first_run_keys(paths, demo=args.demo)
         bridge = Bridge(paths, config, database_url=url, static_keys=static)
         return asyncio.run(_serve(bridge, first_key))
     except ConfigError as exc:

@@ -1,0 +1,76 @@
+"""A private, unlocked GNOME Keyring (the Secret Service) on a private D-Bus, for the test run.
+
+Where gnome-keyring-daemon exists (Linux, CI) the suite gets a real Secret Service whose files live in a
+temp folder, so no developer's own keyring is touched. Elsewhere the platform's own backend is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+
+class KeyringSession:
+    def __init__(self) -> None:
+        self.root: Path | None = None
+        self.dbus: subprocess.Popen[bytes] | None = None
+        self.saved: dict[str, str | None] = {}
+
+    @staticmethod
+    def available() -> bool:
+        return bool(shutil.which("gnome-keyring-daemon") and shutil.which("dbus-daemon"))
+
+    def start(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="voka-keyring-"))
+        runtime = self.root / "run"
+        runtime.mkdir(mode=0o700)
+        env_updates = {"XDG_DATA_HOME": str(self.root / "data"), "XDG_RUNTIME_DIR": str(runtime)}
+        proc = subprocess.Popen(
+            ["dbus-daemon", "--session", "--nofork", "--print-address=1",
+             f"--address=unix:path={runtime}/bus"],
+            stdout=subprocess.PIPE, env={**os.environ, **env_updates})
+        assert proc.stdout is not None
+        address = proc.stdout.readline().decode().strip()
+        self.dbus = proc
+        env_updates["DBUS_SESSION_BUS_ADDRESS"] = address
+        for name, value in env_updates.items():
+            self.saved[name] = os.environ.get(name)
+            os.environ[name] = value
+        subprocess.run(["gnome-keyring-daemon", "--unlock", "--components=secrets"],
+                       input=b"voka-test", check=True, capture_output=True, timeout=30)
+        import keyring.core
+
+        keyring.core.init_backend()
+
+    def _daemon_pids(self) -> list[int]:
+        """gnome-keyring-daemon forks away; find ours by the runtime dir in its environment."""
+        marker = f"XDG_RUNTIME_DIR={self.root}/run".encode()
+        pids = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if (proc.joinpath("comm").read_text().strip().startswith("gnome-keyring")
+                        and marker in proc.joinpath("environ").read_bytes().split(b"\0")):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+        return pids
+
+    def stop(self) -> None:
+        for pid in self._daemon_pids():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+        if self.dbus is not None:
+            self.dbus.terminate()
+            self.dbus.wait(timeout=10)
+        for name, value in self.saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)

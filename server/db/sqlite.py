@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import re
 import sqlite3
 import time
@@ -35,6 +36,7 @@ _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_F
                     getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
 _FORBIDDEN_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
 _PROGRESS_STEPS = 2000
+log = logging.getLogger(__name__)
 
 
 def _read_only_authorizer(action: int, arg1: str | None, arg2: str | None, _db: str | None,
@@ -211,7 +213,7 @@ class SqliteDatabase(Database):
             return QueryTimeout("The query took too long and was stopped.")
         if isinstance(exc, sqlite3.IntegrityError):
             return Conflict(_constraint_message(message), code="constraint_violation")
-        if "not authorized" in message or "attempt to write a readonly database" in message:
+        if any(text in message for text in ("not authorized", "authorization denied", "readonly database")):
             return ReadOnlyViolation("Only reading is allowed here: this statement would change the "
                                      "database or its settings.")
         if "database is locked" in message or "unable to open" in message or "disk I/O" in message:
@@ -222,6 +224,7 @@ class SqliteDatabase(Database):
             return BadRequest(f"The SQL was not accepted: {message}", code="sql_error")
         if raw and isinstance(exc, sqlite3.InterfaceError):
             return BadRequest(f"The SQL arguments were not accepted: {message}", code="sql_error")
+        log.error("database error in a catalog tool", extra={"fields": {"error": message}})
         return InternalError("The tool failed inside the database; the owner can see why in the log.",
                              code="tool_failed")
 

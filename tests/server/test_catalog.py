@@ -1,0 +1,109 @@
+"""tools.toml: loading, refusing broken catalogs with file/tool/reason, schemas and argument binding."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from server.bundled import bundled_text
+from server.catalog import Catalog
+from server.config import ConfigError
+from server.errors import InvalidParams
+from server.sqlparams import named_params, to_numbered
+
+
+def load(tmp_path: Path, text: str) -> Catalog:
+    path = tmp_path / "tools.toml"
+    path.write_text(text)
+    return Catalog.load(path)
+
+
+def test_default_catalog_has_the_five_demo_tools(tmp_path: Path) -> None:
+    catalog = load(tmp_path, bundled_text("tools.toml"))
+    assert {t.name: t.kind for t in catalog} == {
+        "find_customer_by_phone": "query", "check_inventory": "query", "get_order_status": "query",
+        "create_customer": "action", "create_order": "action"}
+    schema = catalog.get("create_customer").input_schema
+    assert schema["required"] == ["name", "phone"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["phone"]["pattern"] == r"^\+?[0-9]{7,15}$"
+    assert catalog.get("get_order_status").input_schema["properties"]["order_id"] == {
+        "type": "integer", "description": "Order number", "minimum": 1}
+
+
+BROKEN = [
+    ("[tools.x]\nkind = 'query'\ndescription = 'd'\n", "tools.x", "needs `sql`"),
+    ("[tools.x]\nkind = 'delete'\ndescription = 'd'\nsql = 'SELECT 1'\n", "tools.x.kind", "query"),
+    ("[tools.x]\nkind = 'query'\ndescription = 'd'\nsql = 'SELECT :a'\n", "tools.x", ":a"),
+    ("[tools.x]\nkind = 'query'\ndescription = 'd'\nsql = 'SELECT 1'\n[tools.x.params.a]\ntype = 'string'\n",
+     "tools.x", "never used"),
+    ("[tools.x]\nkind = 'query'\ndescription = 'd'\nsql = 'SELECT :a'\n[tools.x.params.a]\ntype = 'text'\n",
+     "tools.x.params.a.type", "string"),
+    ("[tools.x]\nkind = 'query'\ndescription = 'd'\nsql = 'SELECT :a'\n[tools.x.params.a]\n"
+     "type = 'string'\npattern = '('\n", "tools.x.params.a", "regular expression"),
+    ("[tools.X-Y]\nkind = 'query'\ndescription = 'd'\nsql = 'SELECT 1'\n", "tools.X-Y", "lowercase"),
+    ("[tools.x]\nkind = 'query'\ndescription = 'd'\nsql = 'SELECT 1'\nmax_rowz = 3\n", "tools.x.max_rowz",
+     "unknown key"),
+    ("[tools.x]\nkind = 'action'\ndescription = 'd'\ncache_ttl_seconds = 5\nsql = 'DELETE FROM t'\n", "tools.x",
+     "cached"),
+    ("[tools.x]\nkind = 'query'\ndescription = 'd'\nsql = { sqlite = 'SELECT 1' }\n", "tools.x",
+     "postgresql"),
+    ("[tools.x\nkind = 'query'\n", "tools.toml", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize(("text", "where", "why"), BROKEN)
+def test_broken_catalog_names_file_tool_and_reason(tmp_path: Path, text: str, where: str, why: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text)
+    message = str(caught.value)
+    assert str(tmp_path / "tools.toml") in message
+    assert where in message and why in message
+
+
+def test_bind_validates_types_and_fills_optionals(tmp_path: Path) -> None:
+    catalog = load(tmp_path, """
+[tools.t]
+kind = "query"
+description = "d"
+sql = "SELECT :day, :n, :flag, :mode, :note"
+[tools.t.params.day]
+type = "date"
+[tools.t.params.n]
+type = "number"
+max = 10
+[tools.t.params.flag]
+type = "boolean"
+required = false
+default = true
+[tools.t.params.mode]
+type = "string"
+enum = ["a", "b"]
+[tools.t.params.note]
+type = "string"
+required = false
+max_length = 3
+""")
+    tool = catalog.get("t")
+    assert tool.bind({"day": "2026-11-25", "n": 2.5, "mode": "a"}) == {
+        "day": dt.date(2026, 11, 25), "n": 2.5, "flag": True, "mode": "a", "note": None}
+    for bad, fragment in [({"day": "25/11/2026", "n": 1, "mode": "a"}, "YYYY-MM-DD"),
+                          ({"day": "2026-11-25", "n": 11, "mode": "a"}, "maximum"),
+                          ({"day": "2026-11-25", "n": True, "mode": "a"}, "number"),
+                          ({"day": "2026-11-25", "n": 1, "mode": "c"}, "one of a, b"),
+                          ({"day": "2026-11-25", "n": 1, "mode": "a", "note": "long"}, "long"),
+                          ({"n": 1, "mode": "a"}, "missing required parameter 'day'")]:
+        with pytest.raises(InvalidParams) as caught:
+            tool.bind(bad)
+        assert fragment in caught.value.message
+
+
+def test_sql_parameter_scanner_skips_literals_and_casts() -> None:
+    sql = "SELECT ':fake', a::text, \"col:x\" FROM t WHERE b = :b AND c = :c -- :comment\n AND d = :b"
+    assert named_params(sql) == ["b", "c"]
+    rewritten, order = to_numbered(sql)
+    assert order == ["b", "c"]
+    assert rewritten.endswith("WHERE b = $1 AND c = $2 -- :comment\n AND d = $1")
+    assert "a::text" in rewritten and "':fake'" in rewritten

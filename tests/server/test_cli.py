@@ -1,0 +1,173 @@
+"""`voka-bridge` as a person or a script runs it: real processes, real ports, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+SLOW_SQL = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 4000000) "
+            "SELECT count(*) AS n FROM c")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "server.cli", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
+
+
+def post(url: str, body: dict, key: str, timeout: float = 20) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
+        "Content-Type": "application/json", "x-api-key": key})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+class Served:
+    def __init__(self, home: Path, *extra: str, env: dict[str, str] | None = None,
+                 module: tuple[str, ...] = ("-m", "server.cli", "serve")) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, *module, "--demo", "--home", str(home), "--port", str(self.port), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+        self.lines: list[str] = []
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith("listening on "):
+                return
+        raise AssertionError(f"server did not start: {self.lines} {self.proc.stderr.read()}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def first_key(self) -> str:
+        return next(line.strip() for line in self.lines if line.strip().startswith("vbk_"))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    server = Served(tmp_path / "home")
+    yield server
+    server.stop()
+
+
+def test_serve_demo_on_a_fresh_home_prints_a_key_and_a_working_curl(served: Served, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert served.lines[-1] == f"listening on http://127.0.0.1:{served.port}"
+    assert {p.name for p in home.iterdir()} >= {"demo.sqlite3", "tools.toml", "state.sqlite3", "logs"}
+    key = served.first_key()
+    curl = next(line for line in served.lines if "curl -X POST" in line)
+    assert key in curl and '"SELECT * FROM customers LIMIT 5"' in curl
+    status, body = post(served.url + "/query", {"query": "SELECT * FROM customers LIMIT 5"}, key)
+    assert status == 200 and len(body["data"]) == 5
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits_zero(served: Served) -> None:
+    import threading
+
+    key = served.first_key()
+    result: dict[str, object] = {}
+    worker = threading.Thread(target=lambda: result.update(
+        answer=post(served.url + "/query", {"query": SLOW_SQL}, key)))
+    worker.start()
+    time.sleep(0.3)
+    assert served.stop() == 0
+    worker.join(timeout=30)
+    assert result["answer"] == (200, {"success": True, "data": [{"n": 4000000}], "count": 1,
+                                      "truncated": False})
+    with pytest.raises(urllib.error.URLError):
+        post(served.url + "/query", {"query": "SELECT 1"}, key, timeout=2)
+
+
+def test_python_dash_m_server_and_mcp_api_key(tmp_path: Path) -> None:
+    secret = "headless-secret-for-docker-0123456789"
+    server = Served(tmp_path / "home", env={"MCP_API_KEY": secret}, module=("-m", "server"))
+    try:
+        assert not any(line.startswith("vbk_") or "vbk_" in line for line in server.lines)
+        status, body = post(server.url + "/query", {"query": "SELECT count(*) AS n FROM inventory"}, secret)
+        assert status == 200 and body["data"][0]["n"] == 40
+    finally:
+        assert server.stop() == 0
+    logs = b"".join(p.read_bytes() for p in (tmp_path / "home" / "logs").glob("*.log"))
+    assert b'"status": 200' in logs and secret.encode() not in logs
+
+
+def test_keys_lifecycle_through_the_cli_reaches_a_running_server(served: Served, tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    created = run_cli("keys", "create", "--name", "phone-bot", "--scopes", "query", "--home", home)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("vbk_")
+    time.sleep(1.5)  # the server notices new records within a second
+    lookup = {"name": "check_inventory", "params": {"product_id": "SCF-RED"}}
+    assert post(served.url + "/query", lookup, key)[0] == 200
+    listing = run_cli("keys", "list", "--home", home)
+    assert "phone-bot" in listing.stdout and key not in listing.stdout
+    rotated = run_cli("keys", "rotate", "phone-bot", "--grace", "1", "--home", home)
+    new_key = rotated.stdout.strip().splitlines()[-1]
+    assert rotated.returncode == 0 and new_key.startswith("vbk_") and new_key != key
+    time.sleep(1.5)
+    assert post(served.url + "/query", lookup, key)[0] == 200
+    assert post(served.url + "/query", lookup, new_key)[0] == 200
+    revoked = run_cli("keys", "revoke", "phone-bot", "--home", home)
+    assert revoked.returncode == 0 and "Revoked" in revoked.stdout
+    time.sleep(1.5)
+    assert post(served.url + "/query", lookup, new_key)[0] == 401
+    assert post(served.url + "/query", lookup, key)[0] == 401
+    listing = run_cli("keys", "list", "--home", home)
+    assert "revoked" in listing.stdout
+
+
+def test_keys_cli_refuses_bad_requests_clearly(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    bad = run_cli("keys", "create", "--name", "x", "--scopes", "query,root", "--home", home)
+    assert bad.returncode == 1 and "unknown scope" in bad.stderr
+    missing = run_cli("keys", "revoke", "nobody", "--home", home)
+    assert missing.returncode == 1 and "no key" in missing.stderr
+
+
+def test_check_passes_on_the_demo_and_names_a_broken_catalog(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ok = run_cli("check", "--home", str(home))
+    assert ok.returncode == 0, ok.stderr
+    assert "catalog: ok, 5 tool(s)" in ok.stdout and "reachable" in ok.stdout
+    (home / "tools.toml").write_text("[tools.bad]\nkind = 'query'\ndescription = 'x'\nsql = 'SELECT :nope'\n")
+    broken = run_cli("check", "--home", str(home))
+    assert broken.returncode == 1
+    assert str(home / "tools.toml") in broken.stderr and "tools.bad" in broken.stderr and ":nope" in broken.stderr
+    (home / "config.toml").write_text("[database]\nurl = 'sqlite:///nonexistent/shop.sqlite3'\n")
+    (home / "tools.toml").unlink()
+    nodb = run_cli("check", "--home", str(home))
+    assert nodb.returncode == 1 and "does not exist" in nodb.stderr
+
+
+def test_serve_refuses_plain_http_off_loopback(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "server.cli", "serve", "--demo", "--home",
+                             str(tmp_path / "home"), "--host", "0.0.0.0", "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=60, env=os.environ.copy())
+    assert result.returncode == 1
+    assert "tls_cert" in result.stderr and "127.0.0.1" in result.stderr

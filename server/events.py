@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from server.logs import redact
+
 log = logging.getLogger(__name__)
 
 
@@ -24,8 +26,16 @@ class RequestFinished:
     duration_ms: float
     rows: int | None
     error_code: str | None
-    request_body: str | None = None
+    request_body: str | None = None  # first 2 KB, unmasked: show only through masked_*()
     response_body: str | None = None
+
+    def masked_request(self) -> str:
+        """The request body with keys and passwords masked, for display (masking is lazy: most
+        events are never looked at, and the request path should not pay for it)."""
+        return redact(self.request_body or "")
+
+    def masked_response(self) -> str:
+        return redact(self.response_body or "")
 
 
 @dataclass(frozen=True)

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import queue
 import re
 import sys
 import threading
 import time
-from logging.handlers import RotatingFileHandler
+from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
 
 from server.config import LogSettings
 
+# (cheap substring that must be present, pattern, replacement): most lines skip every regex.
 _PATTERNS = [
-    (re.compile(r"vbk_[A-Za-z0-9]+_[A-Za-z0-9_-]+"), "vbk_***"),
-    (re.compile(r"(?i)(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@"), r"\1***@"),
-    (re.compile(r"(?i)(password\s*[=:]\s*)\S+"), r"\1***"),
-    (re.compile(r"(?i)(x-api-key['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1***"),
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
+    ("vbk_", re.compile(r"vbk_[A-Za-z0-9]+_[A-Za-z0-9_-]+"), "vbk_***"),
+    ("://", re.compile(r"(?i)(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@"), r"\1***@"),
+    ("password", re.compile(r"(?i)(password\s*[=:]\s*)\S+"), r"\1***"),
+    ("api-key", re.compile(r"(?i)(x-api-key['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1***"),
+    ("bearer", re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
 ]
 _known_secrets: set[str] = set()
 _lock = threading.Lock()
@@ -32,8 +35,11 @@ def register_secret(secret: str | None) -> None:
 
 
 def redact(text: str) -> str:
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    """Mask API keys, passwords and known secrets in any text bound for a log, a screen or a file."""
+    lowered = text.lower()
+    for needle, pattern, replacement in _PATTERNS:
+        if needle in lowered:
+            text = pattern.sub(replacement, text)
     for secret in tuple(_known_secrets):
         if secret in text:
             text = text.replace(secret, "***")
@@ -41,9 +47,14 @@ def redact(text: str) -> str:
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; formatted once per record even when two files receive it."""
+
     converter = time.gmtime
 
     def format(self, record: logging.LogRecord) -> str:
+        cached = getattr(record, "_voka_json", None)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         entry = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
@@ -55,7 +66,8 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, default=str, ensure_ascii=False))
+        record._voka_json = redact(json.dumps(entry, default=str, ensure_ascii=False))
+        return record._voka_json  # type: ignore[no-any-return]
 
 
 class _Human(logging.Formatter):
@@ -63,9 +75,34 @@ class _Human(logging.Formatter):
         return redact(super().format(record))
 
 
+class _Enqueue(QueueHandler):
+    """Hands records to the writer thread as they are: formatting and file I/O happen off the loop."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+_listener: QueueListener | None = None
+
+
+def stop_logging() -> None:
+    """Flush and stop the writer thread (idempotent)."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        for handler in _listener.handlers:
+            handler.close()
+        _listener = None
+
+
 def setup_logging(log_dir: Path, settings: LogSettings, *, console: bool = False) -> None:
-    """Attach the rotating JSON files (and optionally stderr) to the `server` logger tree."""
+    """Attach the rotating JSON files (and optionally stderr) to the `server` logger tree.
+
+    The request path only enqueues a record; a writer thread formats, redacts and writes it.
+    """
+    global _listener
     log_dir.mkdir(parents=True, exist_ok=True)
+    stop_logging()
     root = logging.getLogger("server")
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -79,10 +116,14 @@ def setup_logging(log_dir: Path, settings: LogSettings, *, console: bool = False
                                  backupCount=settings.backups, encoding="utf-8", delay=True)
     errors.setLevel(logging.ERROR)
     errors.setFormatter(JsonFormatter())
-    root.addHandler(combined)
-    root.addHandler(errors)
+    handlers: list[logging.Handler] = [combined, errors]
     if console:
         stream = logging.StreamHandler(sys.stderr)
         stream.setLevel(logging.WARNING)
         stream.setFormatter(_Human("%(levelname)s %(message)s"))
-        root.addHandler(stream)
+        handlers.append(stream)
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _listener = QueueListener(records, *handlers, respect_handler_level=True)
+    _listener.start()
+    root.addHandler(_Enqueue(records))
+    atexit.register(stop_logging)

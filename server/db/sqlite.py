@@ -98,6 +98,16 @@ def _constraint_message(message: str) -> str:
     return "The change conflicts with the data in the database."
 
 
+def _fetch(conn: sqlite3.Connection, sql: str, params: dict[str, Any], limit: int
+           ) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """Runs on the connection's own thread: at most `limit` rows, never the whole result."""
+    cursor = conn.execute(sql, params)
+    try:
+        return cursor.fetchmany(limit), [d[0] for d in cursor.description or ()]
+    finally:
+        cursor.close()
+
+
 class SqliteDatabase(Database):
     engine = "sqlite"
 
@@ -157,9 +167,9 @@ class SqliteDatabase(Database):
         conn, deadline = await self._pool.get()
         deadline.at = time.monotonic() + timeout
         try:
-            async with conn.execute(sql, _bind(params)) as cursor:
-                fetched = await cursor.fetchmany(max_rows + 1)
-                columns = [d[0] for d in cursor.description or ()]
+            # One hop to the connection's thread for execute + fetch + close (aiosqlite's public cursor
+            # API costs three, which is most of a point lookup's latency under load).
+            fetched, columns = await conn._execute(_fetch, conn._conn, sql, _bind(params), max_rows + 1)
         except sqlite3.Error as exc:
             raise self._translate(exc, deadline, raw) from None
         finally:

@@ -20,7 +20,6 @@ from server.events import RequestFinished
 from server.executor import CallContext
 from server.http.keys import BRIDGE, CONTEXT
 from server.jsonsafe import dumps
-from server.logs import redact
 
 log = logging.getLogger("server.access")
 BODY_PREVIEW = 2048
@@ -107,8 +106,8 @@ def _finish(request: web.Request, ctx: CallContext, client: str, response: web.S
         client=client, method=request.method, route=ctx.route, protocol=ctx.protocol, tool=ctx.tool,
         status=response.status, duration_ms=round(duration_ms, 3), rows=ctx.rows,
         error_code=ctx.error_code,
-        request_body=redact(raw_body[:BODY_PREVIEW].decode("utf-8", "replace")) if raw_body else None,
-        response_body=redact(response_text[:BODY_PREVIEW]) if response_text else None,
+        request_body=raw_body[:BODY_PREVIEW].decode("utf-8", "replace") if raw_body else None,
+        response_body=response_text[:BODY_PREVIEW] if response_text else None,
     )
     bridge.audit.record(entry)
     bridge.events.publish(entry)

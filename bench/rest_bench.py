@@ -1,0 +1,80 @@
+"""REST benchmark on the demo SQLite database: find_customer_by_phone and the seed-style raw lookup.
+
+Starts `voka-bridge serve --demo` in a temp home (audit log and rate limits on, the limit raised so the
+benchmark measures the server rather than the limiter), runs 32 concurrent clients per scenario in
+another process, prints a Markdown table for the README.
+
+    python bench/rest_bench.py [--duration 10] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load import Result, run_load  # noqa: E402
+
+PHONE = "+15558594448"
+KEY = "bench-key-not-secret-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(home: Path, port: int) -> subprocess.Popen[str]:
+    (home / "config.toml").write_text("[rate_limit]\nrequests = 100000000\nwindow_seconds = 60\n")
+    proc = subprocess.Popen([sys.executable, "-m", "server", "--demo", "--home", str(home), "--port", str(port)],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "MCP_API_KEY": KEY})
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("listening on"):
+            return proc
+    raise SystemExit("bench: the server did not start")
+
+
+def table(results: list[Result]) -> str:
+    lines = ["| scenario | requests/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r.name} | {r.rps:,.0f} | {r.p50_ms} | {r.p99_ms} | {r.errors} |" for r in results]
+    return "\n".join(lines)
+
+
+async def scenarios(url: str, concurrency: int, duration: float) -> list[Result]:
+    headers = {"x-api-key": KEY}
+    return [
+        await run_load("REST find_customer_by_phone (catalog query)", url + "/query",
+                       {"name": "find_customer_by_phone", "params": {"phone": PHONE}}, headers,
+                       concurrency=concurrency, duration=duration),
+        await run_load("REST seed-style raw SQL lookup", url + "/query",
+                       {"query": "SELECT name, account_status, last_purchase FROM customers WHERE phone = $1",
+                        "args": [PHONE]}, headers, concurrency=concurrency, duration=duration),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="voka-bench-") as home:
+        port = free_port()
+        proc = start_server(Path(home), port)
+        try:
+            results = asyncio.run(scenarios(f"http://127.0.0.1:{port}", args.concurrency, args.duration))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""JSON-lines logs: one object per line, errors also in error.log, rotation, and secrets masked."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from server.config import LogSettings
+from server.logs import redact, register_secret, setup_logging, stop_logging
+
+
+def test_redact_masks_every_secret_shape() -> None:
+    register_secret("plain-env-secret-42")
+    text = ("key vbk_ab12cd34ef56_Zx9-_q url postgresql://shop:hunter2@db:5432/x password=swordfish "
+            "x-api-key: abc123 Authorization: Bearer tok.en-1 env plain-env-secret-42")
+    masked = redact(text)
+    for secret in ("vbk_ab12cd34ef56_Zx9-_q", "hunter2", "swordfish", "abc123", "tok.en-1", "plain-env-secret-42"):
+        assert secret not in masked
+    assert "postgresql://shop:***@db:5432/x" in masked and "vbk_***" in masked
+
+
+def test_files_are_json_lines_rotated_and_masked(tmp_path: Path) -> None:
+    setup_logging(tmp_path, LogSettings(max_bytes=2048, backups=2))
+    log = logging.getLogger("server.test")
+    try:
+        for i in range(60):
+            log.info("request", extra={"fields": {"i": i, "note": "vbk_0123456789ab_SECRETSECRET"}})
+        log.error("boom", extra={"fields": {"dsn": "postgresql://u:pw123@h/db"}})
+    finally:
+        stop_logging()
+    combined = sorted(tmp_path.glob("combined.log*"))
+    assert [p.name for p in combined] == ["combined.log", "combined.log.1", "combined.log.2"]
+    lines = [json.loads(line) for p in combined for line in p.read_text().splitlines()]
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
+    errors = [json.loads(line) for line in (tmp_path / "error.log").read_text().splitlines()]
+    assert [(e["level"], e["message"], e["dsn"]) for e in errors] == [("error", "boom", "postgresql://u:***@h/db")]
+    everything = b"".join(p.read_bytes() for p in tmp_path.glob("*.log*"))
+    assert b"SECRETSECRET" not in everything and b"pw123" not in everything

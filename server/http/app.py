@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.bridge import Bridge
-from server.http import health, rest
+from server.http import health, mcp, rest
 from server.http.auth import auth_and_limits
 from server.http.keys import BRIDGE
 from server.http.pipeline import pipeline
@@ -17,4 +17,5 @@ def create_app(bridge: Bridge) -> web.Application:
     app[BRIDGE] = bridge
     health.add_routes(app)
     rest.add_routes(app)
+    mcp.add_routes(app)
     return app

@@ -1,0 +1,8 @@
+"""`python -m app [gui options]`: what start-at-login entries run when no frozen executable exists."""
+
+import sys
+
+from server.cli import main
+
+args = sys.argv[1:]
+sys.exit(main(args if args[:1] == ["gui"] or args[:1] == ["--version"] else ["gui", *args]))

@@ -1,0 +1,77 @@
+"""The whole desktop app assembled: embedded server, controller, window, tray. Tests build this too."""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QObject, Slot
+from PySide6.QtWidgets import QApplication, QWidget
+
+from app.controller import AppController
+from app.pages.overview import OverviewPage
+from app.tray import Tray
+from app.window import MainWindow
+from server.autostart import Autostart, for_platform
+from server.embedded import EmbeddedServer
+from server.notices import NoticeRules
+
+log = logging.getLogger(__name__)
+
+
+class DesktopApp(QObject):
+    def __init__(self, home: str | None = None, port: int | None = None, *,
+                 autostart: Autostart | None = None, tray: bool | None = None) -> None:
+        super().__init__()
+        self.server = EmbeddedServer(home, port)
+        self.controller = AppController(self.server, self)
+        self.quitting = False
+        self._told_about_tray = False
+        self.tray = Tray(self.controller, autostart or for_platform(), open_dashboard=self.show_window,
+                         quit_app=self.quit, parent=self)
+        if tray is not None:
+            self.tray.available = tray
+        self.pages = self._build_pages()
+        self.window = MainWindow(self.controller, self.pages, on_close=self._keep_running_on_close)
+
+    def _build_pages(self) -> list[QWidget]:
+        return [OverviewPage(self.controller)]
+
+    def page(self, title: str) -> QWidget:
+        return self.window.pages[title]
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.controller.start()
+
+    @Slot()
+    def show_window(self) -> None:
+        self.window.bring_forward()
+
+    def _keep_running_on_close(self) -> bool:
+        """Closing the window keeps serving from the tray; without a tray it is the app, so it quits."""
+        if self.quitting:
+            return False
+        if self.tray.available:
+            if not self._told_about_tray:
+                self._told_about_tray = True
+                self.controller.notify(NoticeRules.kept_in_tray())
+            return True
+        self.quit()
+        return False
+
+    @Slot()
+    def quit(self) -> None:
+        """Stop the server cleanly, hide the tray icon, close the window, leave the event loop."""
+        if self.quitting:
+            return
+        self.quitting = True
+        self.shutdown()
+        app = QApplication.instance()
+        if app is not None:
+            app.quit()
+
+    def shutdown(self) -> None:
+        self.quitting = True
+        self.tray.hide()
+        self.controller.shutdown()
+        self.window.close()

@@ -1,0 +1,1 @@
+"""Reusable widgets with no business rules: charts, highlighters, copyable fields."""

@@ -1,0 +1,166 @@
+"""The server as the desktop app embeds it: one ThreadedServerHost whose Bridge is rebuilt from the home
+folder on every start, so a settings change applies with Stop/Start and no new process.
+
+Everything slow (files, keyring, sockets, the database) runs on the server thread; the caller gets
+concurrent futures back and never waits. Events from whichever Bridge is current reach the listeners
+given to `listen()`, on the server thread (listeners must only queue them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from server.bridge import Bridge
+from server.config import Config, ConfigError, load_config
+from server.events import ServerStateChanged
+from server.host import ServerHost, ThreadedServerHost
+from server.keys import Principal
+from server.launch import first_run_keys, prepare
+from server.logs import setup_logging
+from server.paths import Paths, resolve_paths
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Listener = Callable[[Any], None]
+
+
+def describe_start_error(exc: BaseException, port: int) -> str:
+    """A start failure in words an owner can act on."""
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+            return (f"Port {port} is already in use by another program. Choose another port in "
+                    "Settings, or close the other program.")
+        if exc.errno in (13, 10013):
+            return f"This user may not listen on port {port}; choose a port above 1024 in Settings."
+        return f"The server could not listen: {exc.strerror or exc}"
+    log.exception("unexpected start failure", exc_info=exc)
+    return f"The server could not start ({type(exc).__name__}); the log folder has the details."
+
+
+class EmbeddedServer:
+    def __init__(self, home: str | None = None, port: int | None = None) -> None:
+        self.home = home
+        self.paths: Paths = resolve_paths(home)
+        self.port_override = port
+        self.first_run = not self.paths.config_file.exists()
+        self.static_keys: list[tuple[str, Principal]] = []
+        self.first_key: str | None = None
+        self.boot_error = ""
+        self._keys_prepared = False
+        self._listeners: list[Listener] = []
+        self._unsubscribe: Callable[[], None] | None = None
+        self.state = "stopped"
+        self.url: str | None = None
+        self.last_failure = ""
+        try:
+            config, url = self._load()
+        except ConfigError as exc:
+            self.boot_error = str(exc)
+            config, url = Config(), ""
+        self.threaded = ThreadedServerHost(Bridge(self.paths, config, database_url=url))
+        self._attach(self.threaded.host.bridge)
+
+    # ---- plumbing ------------------------------------------------------------------------------
+    @property
+    def bridge(self) -> Bridge:
+        return self.threaded.host.bridge
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.threaded.loop
+
+    def listen(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _forward(self, event: Any) -> None:
+        if isinstance(event, ServerStateChanged):
+            self.state = event.state
+            if event.state == "serving":
+                self.url = event.url
+        for listener in list(self._listeners):
+            listener(event)
+
+    def _attach(self, bridge: Bridge) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self._unsubscribe = bridge.events.subscribe(self._forward)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return self.threaded.submit(coro)
+
+    def run_blocking(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run a blocking call (keyring, files, sqlite3) on a worker thread; never on the caller's."""
+        async def call() -> T:
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+        return self.submit(call())
+
+    # ---- configuration -------------------------------------------------------------------------
+    def _load(self) -> tuple[Config, str]:
+        configured = load_config(self.paths.config_file)
+        config, url = prepare(self.paths, None, demo=not configured.database.url)
+        if self.port_override is not None:
+            config.server.port = self.port_override
+        return config, url
+
+    def _prepare(self) -> tuple[Config, str]:
+        config, url = self._load()
+        setup_logging(self.paths.log_dir, config.logging)
+        if not self._keys_prepared:
+            demo = url.endswith(self.paths.demo_db.name) and self.paths.demo_db.exists()
+            self.static_keys, self.first_key = first_run_keys(self.paths, demo=demo)
+            self._keys_prepared = True
+        return config, url
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> Future[str]:
+        return self.submit(self._start())
+
+    def stop(self) -> Future[None]:
+        return self.submit(self._stop())
+
+    def restart(self) -> Future[str]:
+        async def both() -> str:
+            await self._stop()
+            return await self._start()
+
+        return self.submit(both())
+
+    async def _start(self) -> str:
+        if self.state in ("serving", "starting"):
+            return self.url or ""
+        self._forward(ServerStateChanged("starting"))
+        port = self.port_override if self.port_override is not None else 0
+        try:
+            config, url = await asyncio.get_running_loop().run_in_executor(None, self._prepare)
+            port = config.server.port
+            bridge = Bridge(self.paths, config, database_url=url, static_keys=self.static_keys)
+            self._attach(bridge)
+            self.threaded.host = ServerHost(bridge)
+            served = await self.threaded.host.start()
+        except Exception as exc:
+            self.last_failure = describe_start_error(exc, port)
+            log.error("server failed to start", extra={"fields": {"error": self.last_failure}})
+            self._forward(ServerStateChanged("failed", detail=self.last_failure))
+            raise
+        self.last_failure = ""
+        return served
+
+    async def _stop(self) -> None:
+        if self.state not in ("serving", "starting"):
+            return
+        await self.threaded.host.stop()
+
+    def close(self, timeout: float = 30) -> None:
+        """Stop serving (in-flight requests finish) and end the server thread."""
+        if self.threaded.loop.is_running():
+            try:
+                self.stop().result(timeout)
+            finally:
+                self.threaded.close()

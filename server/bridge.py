@@ -24,6 +24,7 @@ from server.db.base import Database
 from server.errors import BridgeError, DatabaseUnavailable
 from server.events import CatalogReloaded, EventBus, HealthChanged, RequestFinished
 from server.executor import ToolExecutor
+from server.idempotency import IdempotencyStore
 from server.keys import ENV_KEY_ID, KeyStore, KeyVerifier, Principal
 from server.logs import register_secret
 from server.paths import Paths
@@ -75,6 +76,7 @@ class Bridge:
         self.started_at = time.time()
         self.state = await self.on_state(connect_state, self.paths.state_db)
         self.keys = KeyStore(self.state, SecretStore())
+        self.idempotency = IdempotencyStore(self.state, self.on_state)
         await self.reload_keys()
         self.catalog = Catalog.load(self.paths.tools_file)
         self.audit = AuditLog(self.state, self._state_thread, on_flush=self._save_key_usage)

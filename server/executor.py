@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from server.catalog import Step, Tool
 from server.db.base import Rows, Transaction
 from server.errors import BadRequest, BridgeError, Forbidden, InvalidParams, UnknownTool
+from server.idempotency import check_key, fingerprint
+from server.jsonsafe import dumps
 from server.keys import Principal
 
 if TYPE_CHECKING:
@@ -91,16 +93,24 @@ class ToolExecutor:
             raise UnknownTool(f"{name} is an {tool.kind}, not a {kind}: send it as method \"{tool.kind}\".")
         return tool
 
-    async def call_tool(self, ctx: CallContext, name: Any, args: Any, *, kind: str | None = None
-                        ) -> Outcome:
+    async def call_tool(self, ctx: CallContext, name: Any, args: Any, *, kind: str | None = None,
+                        idempotency_key: str | None = None) -> Outcome:
+        """Run one catalog tool; an action with an idempotency key runs at most once per key."""
         tool = self.resolve(ctx, name, kind)
-        assert ctx.principal is not None
-        self._require(ctx.principal, tool.kind, f"run {tool.kind} tools")
+        principal = ctx.principal
+        assert principal is not None
+        self._require(principal, tool.kind, f"run {tool.kind} tools")
         bound = tool.bind(args)
         if tool.kind == "query":
             outcome = await self._query(tool, bound)
-        else:
+        elif idempotency_key is None:
             outcome = await self._action(tool, bound)
+        else:
+            outcome = await self.bridge.idempotency.run_once(
+                principal.key_id, check_key(idempotency_key), fingerprint(tool.name, args),
+                lambda: self._action(tool, bound),
+                encode=lambda o: dumps([o.data, o.rows]),
+                decode=lambda text: Outcome(*json.loads(text), kind="action"))
         ctx.rows = outcome.rows
         return outcome
 

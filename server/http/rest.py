@@ -58,7 +58,8 @@ async def _dispatch(request: web.Request, expected: str | None) -> web.Response:
         if "action" not in params:
             raise BadRequest(_ACTION_HELP, code="missing_tool")
         _only(params, {"action", "params"}, _ACTION_HELP)
-        outcome = await executor.call_tool(ctx, params["action"], params.get("params"), kind="action")
+        outcome = await executor.call_tool(ctx, params["action"], params.get("params"), kind="action",
+                                           idempotency_key=request.headers.get("Idempotency-Key"))
     return json_response(_success(outcome))
 
 

@@ -1,0 +1,53 @@
+"""Idempotency-Key on actions: a retried order is placed once; a reused key with another body is a 409."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import RunningServer
+from tests.server.http.test_rest import snapshot, stock
+
+ORDER = {"action": "create_order", "params": {"customer_id": 3,
+                                              "items": [{"product_id": "SWT-NVY-M", "quantity": 1}]}}
+
+
+async def test_a_retry_gets_the_first_answer_and_writes_nothing(server: RunningServer) -> None:
+    key = server.keys["writer"]
+    before = stock(server, "SWT-NVY-M")
+    first = await server.post("/action", ORDER, key=key, headers={"Idempotency-Key": "call-123-order"})
+    after_first = snapshot(server)
+    second = await server.post("/action", ORDER, key=key, headers={"Idempotency-Key": "call-123-order"})
+    assert first[0] == second[0] == 200
+    assert first[1] == second[1]
+    assert snapshot(server) == after_first
+    assert stock(server, "SWT-NVY-M") == before - 1
+
+
+async def test_concurrent_duplicates_run_once(server: RunningServer) -> None:
+    key = server.keys["writer"]
+    before = stock(server, "SWT-NVY-M")
+    results = await asyncio.gather(*(server.post("/action", ORDER, key=key, headers={"Idempotency-Key": "burst"})
+                                     for _ in range(10)))
+    assert {status for status, _, _ in results} == {200}
+    assert len({body["data"]["id"] for _, body, _ in results}) == 1
+    assert stock(server, "SWT-NVY-M") == before - 1
+
+
+async def test_same_key_different_body_is_409(server: RunningServer) -> None:
+    key = server.keys["writer"]
+    await server.post("/action", ORDER, key=key, headers={"Idempotency-Key": "k1"})
+    before = snapshot(server)
+    other = {"action": "create_order", "params": {**ORDER["params"], "customer_id": 4}}
+    status, body, _ = await server.post("/action", other, key=key, headers={"Idempotency-Key": "k1"})
+    assert (status, body["code"]) == (409, "idempotency_conflict")
+    assert snapshot(server) == before
+
+
+async def test_keys_are_per_api_key_and_validated(server: RunningServer) -> None:
+    await server.post("/action", ORDER, key=server.keys["writer"], headers={"Idempotency-Key": "shared"})
+    before = stock(server, "SWT-NVY-M")
+    status, _, _ = await server.post("/action", ORDER, key=server.keys["analyst"], headers={"Idempotency-Key": "shared"})
+    assert status == 200 and stock(server, "SWT-NVY-M") == before - 1
+    status, body, _ = await server.post("/action", ORDER, key=server.keys["writer"],
+                                        headers={"Idempotency-Key": "bad key with spaces"})
+    assert (status, body["code"]) == (400, "invalid_idempotency_key")

@@ -190,38 +190,45 @@ async def endpoint(request: web.Request) -> web.StreamResponse:
 
 async def answer(ctx: CallContext, service: McpService, version: str, message: Message,
                  session: Session | None = None) -> dict[str, Any]:
-    """One request's JSON-RPC response (result or error); cancellable through `session` where safe."""
+    """One request's JSON-RPC response (result or error); in a session, the client may cancel it."""
     try:
-        if session is None:
+        if session is None or message.id is None:
             return result(message.id, await service.call(ctx, version, message.method, message.params))
-        task = asyncio.ensure_future(service.call(ctx, version, message.method, message.params))
-        if message.id is not None and _cancellable(service, message):
-            session.pending[message.id] = task
-        session.in_flight += 1
-        try:
-            return result(message.id, await asyncio.shield(task))
-        except asyncio.CancelledError:
-            if not task.cancelled():
-                task.cancel()
-                raise
-            ctx.error_code = "cancelled"
-            return error(message.id, RpcError(REQUEST_CANCELLED, "Request cancelled"))
-        finally:
-            session.in_flight -= 1
-            session.last_used = time.monotonic()
-            if message.id is not None and session.pending.get(message.id) is task:
-                del session.pending[message.id]
+        return await _cancellable(ctx, service, version, message, session)
     except RpcError as exc:
         ctx.error_code = exc.audit_code
         return error(message.id, exc)
 
 
-def _cancellable(service: McpService, message: Message) -> bool:
-    """Reads may be abandoned; a started write is never cut off halfway (it finishes or rolls back whole)."""
-    if message.method != "tools/call":
-        return True
-    tool = service.bridge.catalog.get(message.params.get("name"))  # type: ignore[arg-type]
-    return tool is None or tool.read_only
+async def _cancellable(ctx: CallContext, service: McpService, version: str, message: Message,
+                       session: Session) -> dict[str, Any]:
+    """Answer -32800 once `notifications/cancelled` names this request.
+
+    The work itself is not interrupted: a read finishes under its own time limit and a write commits or
+    rolls back whole, so a cancel can never leave the owner's data half-changed. Only the answer is dropped.
+    """
+    assert message.id is not None
+    work = asyncio.ensure_future(service.call(ctx, version, message.method, message.params))
+    signal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    session.pending[message.id] = signal
+    session.in_flight += 1
+    try:
+        await asyncio.wait((work, signal), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        session.in_flight -= 1
+        session.last_used = time.monotonic()
+        if session.pending.get(message.id) is signal:
+            del session.pending[message.id]
+    if work.done():
+        return result(message.id, work.result())
+    work.add_done_callback(_discard)
+    ctx.error_code = "cancelled"
+    return error(message.id, RpcError(REQUEST_CANCELLED, "Request cancelled"))
+
+
+def _discard(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so a late failure of cancelled work is not reported as unhandled
 
 
 # ---- handshake era (2024-11-05 … 2025-11-25) -------------------------------------------------------
@@ -242,9 +249,9 @@ def on_notification(session: Session, message: Message) -> None:
     if message.method == "notifications/initialized":
         session.initialized = True
     elif message.method == "notifications/cancelled":
-        task = session.pending.get(message.params.get("requestId"))  # type: ignore[arg-type]
-        if task is not None:
-            task.cancel()
+        signal = session.pending.get(message.params.get("requestId"))  # type: ignore[arg-type]
+        if signal is not None and not signal.done():
+            signal.set_result(None)
 
 
 async def handshake_post(request: web.Request, ctx: CallContext, service: McpService) -> web.Response:

@@ -29,7 +29,7 @@ class Session:
     initialized: bool = False
     streams: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
     in_flight: int = 0
-    pending: dict[int | str, asyncio.Future[Any]] = field(default_factory=dict)  # cancellable requests
+    pending: dict[int | str, asyncio.Future[None]] = field(default_factory=dict)  # request id -> cancel
 
     def busy(self) -> bool:
         return bool(self.streams) or self.in_flight > 0

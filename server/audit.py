@@ -9,7 +9,6 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple
 from typing import Any
 
 from server.events import RequestFinished
@@ -17,7 +16,7 @@ from server.events import RequestFinished
 log = logging.getLogger(__name__)
 
 AUDIT_COLUMNS = ("ts", "key_id", "key_name", "client", "method", "route", "protocol", "tool", "status",
-                 "duration_ms", "rows", "error_code")
+                 "duration_ms", "rows", "error_code", "detail")
 _MAX_PENDING = 100_000
 
 
@@ -83,7 +82,7 @@ class AuditLog:
             self._conn.execute("BEGIN")
             self._conn.executemany(
                 f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' * width)})",
-                [astuple(entry)[:width] for entry in batch])
+                [tuple(getattr(entry, column) for column in AUDIT_COLUMNS) for entry in batch])
             if self._on_flush:
                 self._on_flush(batch)
 

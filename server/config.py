@@ -24,6 +24,8 @@ class ServerSettings(_Section):
     port: int = Field(3000, ge=0, le=65535)
     tls_cert: str = ""
     tls_key: str = ""
+    # No certificate of your own: generate a self-signed one (kept in the data folder) and serve HTTPS.
+    tls_self_signed: bool = False
     # Plain HTTP off loopback only when the owner terminates TLS in a proxy of their own.
     allow_insecure_http: bool = False
     # Trust X-Forwarded-For (set only when a tunnel or proxy on this machine is in front).
@@ -34,7 +36,7 @@ class ServerSettings(_Section):
 
     @property
     def tls(self) -> bool:
-        return bool(self.tls_cert and self.tls_key)
+        return bool(self.tls_cert and self.tls_key) or self.tls_self_signed
 
     @property
     def is_loopback(self) -> bool:
@@ -74,6 +76,8 @@ class LimitSettings(_Section):
     query_timeout_seconds: float = Field(5, gt=0, le=600)
     max_rows: int = Field(1000, ge=1, le=1_000_000)
     request_timeout_seconds: float = Field(30, gt=0, le=600)
+    # An open connection that sends no complete request for this long is closed (slow-loris headers).
+    idle_timeout_seconds: float = Field(30, gt=0, le=3600)
 
 
 class LogSettings(_Section):

@@ -28,6 +28,7 @@ class RequestFinished:
     error_code: str | None
     request_body: str | None = None  # first 2 KB, unmasked: show only through masked_*()
     response_body: str | None = None
+    detail: str | None = None  # why a request was refused (audit only; never sent to the caller)
 
     def masked_request(self) -> str:
         """The request body with keys and passwords masked, for display (masking is lazy: most

@@ -12,41 +12,65 @@ import ssl
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from server import tls
 from server.bridge import Bridge
 from server.config import Config, ConfigError
 from server.events import ServerStateChanged
 from server.http.app import create_app
+from server.tls import CertificateInfo
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 INSECURE_BIND_HELP = (
-    "Refusing to serve plain HTTP on {host}: API keys would cross the network unencrypted. Either set "
-    "[server] tls_cert and tls_key in config.toml (your certificate, or one the app generates), or bind to "
-    "127.0.0.1 and let a tunnel (cloudflared, ngrok) provide HTTPS. If a TLS proxy of your own sits in "
-    "front, set [server] allow_insecure_http = true."
+    "Refusing to serve plain HTTP on {host}: API keys would cross the network unencrypted. Either "
+    "(1) turn on HTTPS: set [server] tls_cert and tls_key in config.toml to your certificate, or "
+    "tls_self_signed = true to have one generated; or (2) bind to 127.0.0.1 and let a tunnel (cloudflared, "
+    "ngrok) provide HTTPS. If a TLS proxy of your own sits in front, set [server] allow_insecure_http = true."
 )
 
 
-def ssl_context_for(config: Config) -> ssl.SSLContext | None:
+def certificate_for(config: Config, tls_dir: Path | None) -> CertificateInfo | None:
+    """The certificate to serve: the owner's files, or the generated self-signed one, or none."""
     server = config.server
     if bool(server.tls_cert) != bool(server.tls_key):
         raise ConfigError("config.toml: server.tls_cert and server.tls_key must be set together")
-    if not server.tls:
+    try:
+        if server.tls_cert:
+            return tls.describe(Path(server.tls_cert), Path(server.tls_key))
+        if server.tls_self_signed:
+            if tls_dir is None:
+                raise ConfigError("config.toml: server.tls_self_signed needs a folder for the certificate")
+            extra = [server.host, urlsplit(server.public_url).hostname or ""]
+            return tls.ensure_self_signed(tls_dir, tls.default_names(extra))
+    except tls.TlsProblem as exc:
+        raise ConfigError(f"config.toml: server TLS: {exc}") from None
+    return None
+
+
+def ssl_context_for(config: Config, certificate: CertificateInfo | None = None) -> ssl.SSLContext | None:
+    """The TLS context, or None for plain HTTP, which is refused off loopback unless explicitly allowed."""
+    server = config.server
+    if certificate is None and (server.tls or server.tls_key):
+        certificate = certificate_for(config, None)
+    if certificate is None:
         if not server.is_loopback and not server.allow_insecure_http:
             raise ConfigError(INSECURE_BIND_HELP.format(host=server.host))
         if not server.is_loopback:
-            log.warning("serving plain HTTP off loopback (allow_insecure_http is set)",
-                        extra={"fields": {"host": server.host}})
+            log.warning("SECURITY: serving plain HTTP on a network address because allow_insecure_http is "
+                        "set; API keys and data cross the network unencrypted unless your own TLS proxy "
+                        "sits in front", extra={"fields": {"host": server.host}})
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(server.tls_cert, server.tls_key)
+        context.load_cert_chain(certificate.cert_path, certificate.key_path)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"config.toml: server.tls_cert/tls_key cannot be loaded: {exc}") from None
     return context
@@ -60,15 +84,18 @@ class ServerHost:
         self.runner: web.AppRunner | None = None
         self.url: str | None = None
         self.port: int | None = None
+        self.certificate: CertificateInfo | None = None  # shown to the owner (fingerprint) when on TLS
 
     async def start(self) -> str:
         config = self.bridge.config
-        ssl_context = ssl_context_for(config)
+        self.certificate = certificate_for(config, self.bridge.paths.data_dir / "tls")
+        ssl_context = ssl_context_for(config, self.certificate)
         self.bridge.events.publish(ServerStateChanged("starting"))
         await self.bridge.start()
         try:
             self.runner = web.AppRunner(create_app(self.bridge), access_log=None,
                                         shutdown_timeout=config.server.shutdown_timeout_seconds,
+                                        keepalive_timeout=config.limits.idle_timeout_seconds,
                                         handle_signals=False)
             await self.runner.setup()
             site = web.TCPSite(self.runner, config.server.host, config.server.port,
@@ -84,6 +111,10 @@ class ServerHost:
         shown = f"[{host}]" if ":" in host else host
         self.url = f"{scheme}://{shown}:{self.port}"
         log.info("listening", extra={"fields": {"url": self.url}})
+        if self.certificate is not None:
+            log.info("serving HTTPS", extra={"fields": {
+                "certificate": str(self.certificate.cert_path),
+                "fingerprint_sha256": self.certificate.fingerprint}})
         self.bridge.events.publish(ServerStateChanged("serving", self.url))
         return self.url
 

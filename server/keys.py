@@ -236,3 +236,20 @@ class KeyVerifier:
         if record is None or not record.matches(hash_key(presented), now_utc()):
             return None
         return record.principal
+
+    def why_refused(self, presented: str) -> str:
+        """For the audit log only (never the caller): why `presented` did not verify."""
+        key_id = key_id_of(presented)
+        if key_id is None:
+            return "not a Voka Bridge key"
+        record = self.by_id.get(key_id)
+        if record is None:
+            return "unknown key id (another install, or deleted)"
+        when = now_utc()
+        if record.revoked_at:
+            return f"revoked key {record.id}"
+        if record.expires_at and record.expires_at <= when:
+            return f"expired key {record.id}"
+        if record.old_hash and hmac.compare_digest(hash_key(presented), record.old_hash):
+            return f"rotated-out secret of key {record.id}"
+        return f"wrong secret for key {record.id}"

@@ -1,21 +1,28 @@
-"""The aiohttp application factory: routes and the one middleware pipeline."""
+"""The aiohttp application factory: routes and the one middleware pipeline.
+
+Order matters: the pipeline answers and audits everything; the guard refuses foreign Host names and
+bounds each request's time; auth and limits decide who may call; then the protocol adapters.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from server.bridge import Bridge
-from server.http import health, mcp, rest
-from server.http.auth import auth_and_limits
+from server.http import health, openapi, rest, security
+from server.http.auth import CONCURRENCY, auth_and_limits
 from server.http.keys import BRIDGE
 from server.http.pipeline import pipeline
+from server.ratelimit import ConcurrencyLimiter
 
 
 def create_app(bridge: Bridge) -> web.Application:
-    app = web.Application(middlewares=[pipeline, auth_and_limits],
+    app = web.Application(middlewares=[pipeline, security.guard, auth_and_limits],
                           client_max_size=bridge.config.limits.max_body_bytes)
     app[BRIDGE] = bridge
+    app[CONCURRENCY] = ConcurrencyLimiter(bridge.config.rate_limit.max_concurrent_per_key)
+    security.install(app)
     health.add_routes(app)
+    openapi.add_routes(app)
     rest.add_routes(app)
-    mcp.add_routes(app)
     return app

@@ -11,9 +11,11 @@ from server.errors import RateLimited, Unauthorized
 from server.events import AuthBlocked
 from server.http.keys import BRIDGE, context
 from server.keys import Principal
+from server.ratelimit import ConcurrencyLimiter, TooManyInFlight
 
 log = logging.getLogger("server.auth")
 PUBLIC = {("GET", "/health"), ("GET", "/openapi.json")}
+CONCURRENCY = web.AppKey("concurrency", ConcurrencyLimiter)
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -31,12 +33,24 @@ def presented_key(request: web.Request) -> str | None:
     return None
 
 
+def _refusal_reason(request: web.Request, presented: str | None) -> str:
+    """Why auth failed, for the owner's audit log (the caller only ever sees "Unauthorized")."""
+    if presented is not None:
+        return request.app[BRIDGE].verifier.why_refused(presented)
+    count = len(request.headers.getall("x-api-key", [])) + len(request.headers.getall("Authorization", []))
+    if count > 1:
+        return "more than one key header"
+    return "no key" if count == 0 else "unusable key header"
+
+
 def authenticate(request: web.Request) -> Principal | None:
     """The caller's principal, or None; records failed attempts for per-address throttling."""
     bridge = request.app[BRIDGE]
     client = request["voka.client"]
     presented = presented_key(request)
     principal = bridge.authenticate(presented)
+    if principal is None:
+        context(request).detail["reason"] = _refusal_reason(request, presented)
     if principal is None and presented is not None:
         blocked = bridge.auth_throttle.failure(client)
         if blocked:
@@ -56,6 +70,7 @@ async def auth_and_limits(request: web.Request, handler: Handler) -> web.StreamR
     client = request["voka.client"]
     blocked = bridge.auth_throttle.blocked_for(client)
     if blocked:
+        context(request).detail["reason"] = "address blocked after repeated failed authentication"
         raise RateLimited("Too many failed attempts from this address; wait before trying again.",
                           code="auth_throttled", headers={"Retry-After": str(int(blocked) + 1)})
     principal = authenticate(request)
@@ -65,9 +80,20 @@ async def auth_and_limits(request: web.Request, handler: Handler) -> web.StreamR
     decision = bridge.limiter.check(principal.key_id, principal.rate_limit)
     headers = decision.headers(bridge.limiter.window)
     if not decision.allowed:
+        context(request).detail["reason"] = f"over {decision.limit} requests per {bridge.limiter.window:g} s"
         raise RateLimited(f"Rate limit of {decision.limit} requests per "
                           f"{int(bridge.limiter.window)} s reached; retry in {decision.retry_after} s.",
                           headers=headers)
-    response = await handler(request)
-    response.headers.update(headers)
+    concurrency = request.app[CONCURRENCY]
+    try:
+        async with concurrency.slot(principal.key_id):
+            response = await handler(request)
+    except TooManyInFlight:
+        context(request).detail["reason"] = (f"over {concurrency.limit} requests in progress and "
+                                             f"{concurrency.max_waiting} waiting")
+        raise RateLimited(f"This key already has {concurrency.limit} requests in progress and more "
+                          "waiting; slow down.", code="too_many_concurrent",
+                          headers={**headers, "Retry-After": "1"}) from None
+    if not response.prepared:  # a stream already sent its headers
+        response.headers.update(headers)
     return response

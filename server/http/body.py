@@ -1,8 +1,14 @@
-"""Reading request bodies: JSON only, size-capped, depth-capped, with messages a person can act on."""
+"""Reading request bodies: JSON only, size-capped, depth-capped, with messages a person can act on.
+
+Parsing is strict on purpose: what two JSON parsers could read differently (duplicate keys, NaN,
+numbers no database column can hold, unpaired UTF-16 surrogates) is refused here, once, for every
+protocol adapter, instead of surprising a database driver later.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from aiohttp import web
@@ -10,49 +16,115 @@ from aiohttp import web
 from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 MAX_DEPTH = 32
+MAX_STRING_CHARS = 20_000  # the longest raw SQL the executor takes; no catalog value needs more
+_INT64 = 2**63
 _JSON_NAMES = {"list": "array", "str": "string", "int": "number", "float": "number", "bool": "boolean",
                "NoneType": "null"}
 
 
-def _depth_ok(value: Any, limit: int = MAX_DEPTH) -> bool:
+def _invalid(message: str) -> BadRequest:
+    return BadRequest(message, code="invalid_json")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _invalid(f"The JSON object has the key {key[:64]!r} twice; send each key once.")
+        result[key] = value
+    return result
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > 19 or not -_INT64 <= (value := int(text)) < _INT64:
+        raise _invalid("A number in the JSON is too large; whole numbers must fit in 64 bits.")
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _invalid("A number in the JSON is too large.")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise _invalid(f"{name} is not a JSON value; send numbers as plain digits.")
+
+
+def _check_text(text: str) -> None:
+    if len(text) > MAX_STRING_CHARS:
+        raise _invalid(f"A text value in the JSON is longer than {MAX_STRING_CHARS} characters.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid("The JSON contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff).") from None
+
+
+def _check_shape(value: Any, limit: int = MAX_DEPTH) -> None:
+    """Nesting depth, string lengths and encodability, without recursion (so no RecursionError)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item)
+            continue
         if depth > limit:
-            return False
+            raise _invalid(f"The JSON is nested too deeply (limit {limit}).")
         if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
+            for key, child in item.items():
+                _check_text(key)
+                stack.append((child, depth + 1))
         elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return True
+            stack.extend((child, depth + 1) for child in item)
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strictly parse a request body; BadRequest (code invalid_json) for anything not acceptable."""
+    if not raw.strip():
+        raise _invalid("The request body is empty; send a JSON object.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _invalid("The request body is not valid UTF-8 text.") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_object, parse_int=_integer, parse_float=_float,
+                           parse_constant=_constant)
+    except RecursionError:
+        raise _invalid(f"The JSON is nested too deeply (limit {MAX_DEPTH}).") from None
+    except json.JSONDecodeError as exc:
+        raise _invalid(f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+                       ) from None
+    except ValueError:
+        raise _invalid("The body is not valid JSON.") from None
+    _check_shape(value)
+    return value
 
 
 async def read_json(request: web.Request, max_bytes: int) -> Any:
     """The parsed JSON body (any JSON value); 415/413/400 for what cannot be accepted."""
     if request.content_type != "application/json":
         raise UnsupportedMediaType("Send the body as JSON with the header Content-Type: application/json.")
+    charset = request.charset
+    if charset and charset.lower().replace("-", "") != "utf8":
+        raise UnsupportedMediaType("Send the JSON body as UTF-8 (Content-Type: application/json).")
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"The request body is larger than the {max_bytes}-byte limit.")
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"The request body is larger than the {max_bytes}-byte limit.")
+    raw = await _read_capped(request, max_bytes)
     request["voka.body"] = raw
-    if not raw.strip():
-        raise BadRequest("The request body is empty; send a JSON object.", code="invalid_json")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("The request body is not valid UTF-8 text.", code="invalid_json") from None
-    try:
-        value = json.loads(text)
-    except RecursionError:
-        raise BadRequest(f"The JSON is nested too deeply (limit {MAX_DEPTH}).", code="invalid_json") from None
-    except ValueError as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.",
-                         code="invalid_json") from None
-    if not _depth_ok(value):
-        raise BadRequest(f"The JSON is nested too deeply (limit {MAX_DEPTH}).", code="invalid_json")
-    return value
+    return parse_json(raw)
+
+
+async def _read_capped(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body however it arrives (chunked, in slow pieces), refused as soon as it passes the cap."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"The request body is larger than the {max_bytes}-byte limit.")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, Any]:

@@ -108,6 +108,7 @@ def _finish(request: web.Request, ctx: CallContext, client: str, response: web.S
         error_code=ctx.error_code,
         request_body=raw_body[:BODY_PREVIEW].decode("utf-8", "replace") if raw_body else None,
         response_body=response_text[:BODY_PREVIEW] if response_text else None,
+        detail=str(ctx.detail["reason"])[:200] if "reason" in ctx.detail else None,
     )
     bridge.audit.record(entry)
     bridge.events.publish(entry)

@@ -1,0 +1,134 @@
+"""Transport guards in the one pipeline: the Host check, the per-request deadline, and response headers.
+
+The guard middleware sits between the pipeline (which answers and audits every refusal) and auth, so a
+request for a foreign Host never reaches key checking, and a request that stalls (a body trickling in
+byte by byte, a handler that hangs) is answered and audited instead of holding a connection forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from server.config import ServerSettings
+from server.errors import BridgeError, Forbidden
+from server.http.keys import BRIDGE, context
+
+log = logging.getLogger("server.security")
+
+HSTS = "max-age=31536000"
+_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+_LOOPBACK_NAMES = ("localhost", "*.localhost")
+DEADLINE = "voka.deadline"
+_WARNED_HOSTS = web.AppKey("warned_hosts", set[str])
+
+
+class RequestTimeout(BridgeError):
+    status, code = 408, "request_timeout"
+
+
+def _host_name(value: str) -> str:
+    """The name part of a Host header value (`[::1]:3000` → `::1`, `Shop.Example:443` → `shop.example`)."""
+    value = value.strip().lower().rstrip(".")
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    if value.count(":") == 1:
+        return value.split(":", 1)[0]
+    return value
+
+
+def allowed_hosts(settings: ServerSettings) -> list[str]:
+    """Host names a loopback-bound server answers to: loopback ones plus what the owner configured."""
+    names = [*_LOOPBACK_NAMES, settings.host]
+    for url in [settings.public_url, *settings.allowed_origins]:
+        host = urlsplit(url).hostname if url else None
+        if host:
+            names.append(host)
+    return [n.strip().lower().rstrip(".") for n in dict.fromkeys(names) if n.strip()]
+
+
+def host_allowed(host_header: str, patterns: list[str]) -> bool:
+    name = _host_name(host_header)
+    try:
+        if ipaddress.ip_address(name).is_loopback:
+            return True
+    except ValueError:
+        pass
+    for pattern in patterns:
+        if pattern == name:
+            return True
+        if pattern.startswith("*.") and name.endswith(pattern[1:]):
+            return True
+    return False
+
+
+def lift_deadline(request: web.Request) -> None:
+    """A response that streams on purpose (an MCP event stream) lives as long as its client wants."""
+    deadline: asyncio.Timeout | None = request.get(DEADLINE)
+    if deadline is not None:
+        deadline.reschedule(None)
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    bridge = request.app[BRIDGE]
+    settings = bridge.config.server
+    host = request.headers.get("Host")
+    if settings.is_loopback and host is not None and not host_allowed(host, allowed_hosts(settings)):
+        _warn_host(request.app, host)
+        context(request).detail["reason"] = "host not allowed"
+        raise Forbidden("This server does not answer to that host name. If a tunnel or proxy forwards "
+                        "to it, set [server] public_url in config.toml to the public address.",
+                        code="host_not_allowed")
+    limit = bridge.config.limits.request_timeout_seconds
+    try:
+        async with asyncio.timeout(limit) as deadline:
+            request[DEADLINE] = deadline
+            return await handler(request)
+    except TimeoutError:
+        context(request).detail["reason"] = f"no answer within {limit:g} s"
+        if not request.content.is_eof():
+            raise RequestTimeout(f"The request body did not arrive within {limit:g} seconds.") from None
+        raise BridgeError(f"The request took longer than {limit:g} seconds and was stopped.",
+                          code="request_timeout", status=504) from None
+
+
+def _warn_host(app: web.Application, host: str) -> None:
+    """Logged once per host name (bounded), not per request: a rebinding page may retry in a loop."""
+    warned = app[_WARNED_HOSTS]
+    name = _host_name(host)[:100]
+    if name not in warned and len(warned) < 100:
+        warned.add(name)
+        log.warning("refused a request for a host name this server does not answer to (possible DNS "
+                    "rebinding, or a tunnel that needs [server] public_url)",
+                    extra={"fields": {"host": name}})
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response, errors and streams included: no sniffing, framing, caching; HSTS over TLS."""
+    if response.content_type == "text/event-stream":
+        lift_deadline(request)
+    headers = response.headers
+    for name, value in _HEADERS.items():
+        headers.setdefault(name, value)
+    headers.setdefault("Cache-Control", "no-store")
+    headers["Server"] = "voka-bridge"
+    if request.secure:
+        headers["Strict-Transport-Security"] = HSTS
+
+
+def install(app: web.Application) -> None:
+    """Attach the response-header hook; the guard middleware itself is listed in app.create_app."""
+    app[_WARNED_HOSTS] = set()
+    app.on_response_prepare.append(_security_headers)

@@ -120,6 +120,8 @@ class Bridge:
             raise DatabaseUnavailable("No database is configured.")
         if self._db_open:
             return db
+        if self._db_lock.locked():  # another request is reconnecting: answer now, do not queue behind it
+            raise DatabaseUnavailable("The database is unavailable; reconnecting.")
         async with self._db_lock:
             if self._db_open:
                 return db

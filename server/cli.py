@@ -17,6 +17,7 @@ from server.bridge import Bridge
 from server.catalog import Catalog
 from server.config import Config, ConfigError, load_config
 from server.db import open_database
+from server.db.base import Database
 from server.errors import BridgeError
 from server.host import ServerHost
 from server.keys import SCOPES, KeyProblem, KeyStore, parse_scopes
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate config and catalog, and reach the database")
     check.add_argument("--config", metavar="FILE")
     _add_home(check)
+
+    _add_db_parser(sub)
 
     gui = sub.add_parser("gui", help="start the desktop app (the default)")
     gui.add_argument("--port", type=int)
@@ -172,7 +175,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _check_database(config: Config, url: str, base_dir: Path) -> str:
+async def _check_database(config: Config, url: str, base_dir: Path, catalog: Catalog | None = None) -> str:
     db = open_database(config.database, url=url, base_dir=base_dir)
     await db.open()
     try:
@@ -180,7 +183,71 @@ async def _check_database(config: Config, url: str, base_dir: Path) -> str:
         tables = await db.schema()
     finally:
         await db.close()
-    return f"{db.describe()}: reachable, {len(tables)} table(s)"
+    return f"{db.describe()}: reachable, {len(tables)} table(s)" + _role_advice(db, config, catalog)
+
+
+def _role_advice(db: Database, config: Config, catalog: Catalog | None) -> str:
+    """PostgreSQL: warn about a role that can do more than the shop's tables, and print a safer one."""
+    from server.db.pgsafety import RoleReport, least_privilege_sql, written_tables
+
+    role = getattr(db, "role", None)
+    if not isinstance(role, RoleReport) or not role.privileged:
+        return ""
+    lines = [f"warning: the database role {role.name!r} {power}" for power in role.powers()]
+    lines.append("raw SQL through this role is " + (
+        "ALLOWED ([database] allow_privileged_role = true)" if config.database.allow_privileged_role
+        else "refused until you connect with a least-privilege role "
+             "(or set [database] allow_privileged_role = true)"))
+    action_sql = [step.sql_for(db.engine) for tool in (catalog or []) if tool.kind == "action"
+                  for step in tool.steps]
+    lines.append("A least-privilege role for Voka Bridge:")
+    lines.append(least_privilege_sql(role.database, written_tables(action_sql)))
+    return "\n" + "\n".join(lines)
+
+
+def _add_db_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    db = sub.add_parser("db", help="the database connection")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    setpw = db_sub.add_parser("set-password", help="store the PostgreSQL password in the OS keyring "
+                                                   "(read from the terminal, or from standard input)")
+    setpw.add_argument("--url", help="postgresql:// URL (default: [database] url in config.toml)")
+    setpw.add_argument("--config", metavar="FILE")
+    setpw.add_argument("--delete", action="store_true", help="remove the stored password instead")
+    _add_home(setpw)
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """`voka-bridge db set-password`: the one way the database password gets stored (never in a file)."""
+    import getpass
+
+    from server.db.postgres import parse_url
+    from server.secretstore import SecretStore
+
+    paths = resolve_paths(args.home)
+    try:
+        url = args.url or load_config(Path(args.config) if args.config else paths.config_file).database.url
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if not url.startswith(("postgresql:", "postgres:")):
+        return _fail("set-password is for a PostgreSQL database: set [database] url = "
+                     "\"postgresql://USER@HOST:5432/DB\" in config.toml, or pass --url")
+    target = parse_url(url)
+    who = f"{target.user}@{target.host}:{target.port}/{target.database}"
+    try:
+        if args.delete:
+            SecretStore().delete(target.keyring_account)
+            print(f"Removed the stored password for {who}.")
+            return EXIT_OK
+        password = (getpass.getpass(f"Password for {who}: ") if sys.stdin.isatty()
+                    else sys.stdin.readline().rstrip("\r\n"))
+        if not password:
+            return _fail("no password given; nothing stored", EXIT_USAGE)
+        SecretStore().set(target.keyring_account, password)
+    except KeyringUnavailable as exc:
+        return _fail(str(exc))
+    print(f"Stored the password for {who} in the OS keyring (service voka-bridge). "
+          "Run `voka-bridge check` to try it.")
+    return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -191,7 +258,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         catalog = Catalog.load(paths.tools_file)
         print(f"config: ok ({args.config or paths.config_file})")
         print(f"catalog: ok, {len(catalog)} tool(s) ({paths.tools_file})")
-        print("database: " + asyncio.run(_check_database(config, url, paths.config_dir)))
+        print("database: " + asyncio.run(_check_database(config, url, paths.config_dir, catalog)))
     except ConfigError as exc:
         return _fail(str(exc))
     except BridgeError as exc:
@@ -213,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["gui", *(argv or sys.argv[1:])])
-    handlers = {"serve": cmd_serve, "keys": cmd_keys, "check": cmd_check, "gui": cmd_gui}
+    handlers = {"serve": cmd_serve, "keys": cmd_keys, "check": cmd_check, "gui": cmd_gui, "db": cmd_db}
     return handlers[args.command](args)
 
 

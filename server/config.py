@@ -7,6 +7,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -55,6 +56,11 @@ class DatabaseSettings(_Section):
     connect_timeout_seconds: float = Field(5.0, gt=0, le=120)
     read_connections: int = Field(4, ge=1, le=64)
     allow_privileged_role: bool = False
+    # PostgreSQL: TLS to the server ("" = the URL's sslmode, else disable on loopback, prefer elsewhere),
+    # how long a statement may wait for a lock, and how long a request may queue for a pooled connection.
+    sslmode: Literal["", "disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = ""
+    lock_timeout_seconds: float = Field(2.0, gt=0, le=600)
+    acquire_timeout_seconds: float = Field(2.0, gt=0, le=60)
 
     @field_validator("url")
     @classmethod
@@ -116,6 +122,11 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
 
 
+def _has_password(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.password) or any(key == "password" for key, _ in parse_qsl(parts.query))
+
+
 def load_config(path: Path) -> Config:
     """Read config.toml (absent means all defaults) and apply DATABASE_URL from the environment."""
     data = read_toml(path) if path.exists() else {}
@@ -123,6 +134,9 @@ def load_config(path: Path) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(path, exc)) from None
+    if _has_password(config.database.url):
+        raise ConfigError(f"{path}: database.url: must not contain the password; store it in the OS keyring "
+                          "with `voka-bridge db set-password` (or pass DATABASE_URL in the environment)")
     env_url = os.environ.get("DATABASE_URL")
     if env_url:
         try:

@@ -1,0 +1,678 @@
+"""PostgreSQL backend on asyncpg: a pool, prepared statements, and read-only enforced by PostgreSQL itself.
+
+Every read runs alone in a `BEGIN READ ONLY` transaction that we open, with `SET LOCAL statement_timeout`
+and `lock_timeout`; the statement itself goes through the extended protocol, so it is exactly one
+statement (`COMMIT; DROP TABLE ...` is refused by the server's parser). Raw SQL must describe itself as
+returning rows before it runs (PostgreSQL's own Describe, not our parsing), which keeps out the utility
+statements whose effects outlive a transaction (PREPARE, DEALLOCATE, LOAD, LISTEN, COPY). Afterwards one
+round trip rolls back and resets the session (advisory locks, cursors, listeners, settings), so nothing
+a statement did is there for the next request on that connection. Rows come through a cursor stopped at
+max_rows + 1.
+
+The password comes from DATABASE_URL or the OS keyring (never config.toml) and is registered with the log
+redactor; no message built here contains it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import ipaddress
+import json
+import logging
+import math
+import re
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import asyncpg.exceptions as pgerr
+
+from server.config import DatabaseSettings
+from server.db.base import Column, Database, Params, Rows, Table
+from server.db.pgsafety import ROLE_SQL, RoleReport, quote_ident
+from server.errors import (
+    BadRequest,
+    BridgeError,
+    Conflict,
+    DatabaseUnavailable,
+    Forbidden,
+    InternalError,
+    InvalidParams,
+    QueryTimeout,
+    ReadOnlyViolation,
+)
+from server.logs import redact, register_secret
+from server.secretstore import SecretStore
+from server.sqlparams import to_numbered
+
+log = logging.getLogger(__name__)
+
+# One round trip after every read: end the transaction, then undo what survives a rollback.
+_CLEANUP = "ROLLBACK; SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL"
+_CLIENT_GRACE = 1.0  # the client gives up this long after the server should have cancelled
+_MAX_PREFETCH = 2000
+_SHAPE_CACHE = 4096
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", ""}
+_INT_TYPES = {"int2", "int4", "int8", "oid"}
+_FLOAT_TYPES = {"float4", "float8"}
+_TEXT_TYPES = {"text", "varchar", "bpchar", "name", "char", "citext", "xml", "unknown"}
+_JSON_TYPES = {"json", "jsonb"}
+_TRUE = {"true", "t", "yes", "y", "on", "1"}
+_FALSE = {"false", "f", "no", "n", "off", "0"}
+_INTEGER = re.compile(r"[+-]?\d+")
+_PLAIN_TYPES = frozenset({str, int, bool, type(None), decimal.Decimal, dt.date, dt.datetime, dt.time,
+                          dt.timedelta, bytes, uuid.UUID, dict})
+
+
+
+
+def _not_a_query() -> ReadOnlyViolation:
+    return ReadOnlyViolation(
+        "Only statements that return rows can run here (SELECT, WITH ... SELECT, VALUES, TABLE, SHOW, "
+        "EXPLAIN): this one would change the database or the session.")
+
+
+def _json_encode(value: Any) -> str:
+    """A str is already JSON text (a raw SQL argument); anything else is serialised."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class PgTarget:
+    """A postgresql:// URL taken apart: the DSN without its password, and who/where for people."""
+
+    dsn: str
+    user: str
+    host: str
+    port: int
+    database: str
+    url_password: str | None
+    url_sslmode: str | None
+
+    @property
+    def keyring_account(self) -> str:
+        return f"database-password:{self.user}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in _LOOPBACK or self.host.startswith("/")
+
+    def describe(self) -> str:
+        return f"PostgreSQL database {self.database!r} on {self.host}:{self.port} as {self.user!r}"
+
+
+def parse_url(url: str) -> PgTarget:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    password = parts.password
+    kept = []
+    sslmode = None
+    for key, value in query:
+        if key == "password":
+            password = value
+            continue
+        if key == "sslmode":
+            sslmode = value
+        kept.append((key, value))
+    params = dict(query)
+    host = parts.hostname or params.get("host", "") or "localhost"
+    try:
+        port = parts.port or int(params.get("port", "5432"))
+    except ValueError:
+        port = 5432
+    user = unquote(parts.username or "") or params.get("user", "") or _os_user()
+    database = unquote(parts.path.lstrip("/")) or params.get("dbname", "") or user
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    dsn = urlunsplit((parts.scheme, netloc, parts.path, urlencode(kept), ""))
+    return PgTarget(dsn, user, host, port, database, unquote(password) if password else None, sslmode)
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "postgres"
+
+
+def database_password(target: PgTarget, secrets: SecretStore | None = None) -> str | None:
+    """DATABASE_URL's password, else the keyring's for this user@host:port/db, else none (trust, .pgpass)."""
+    if target.url_password:
+        return target.url_password
+    return (secrets or SecretStore()).get(target.keyring_account)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What PostgreSQL's Describe said about a statement: its result columns and parameter types."""
+
+    columns: tuple[str, ...]
+    params: tuple[str, ...]
+
+
+def _plain(value: Any) -> Any:
+    """Database values the JSON layer does not know become plain JSON (inet, ranges, bits, NaN...)."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else str(value)
+    if kind is list or kind is tuple:
+        return [_plain(item) for item in value]
+    if isinstance(value, asyncpg.Range):
+        return {"lower": _plain(value.lower), "upper": _plain(value.upper), "lower_inc": value.lower_inc,
+                "upper_inc": value.upper_inc, "empty": value.isempty}
+    if isinstance(value, asyncpg.BitString):
+        return value.as_string()
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network
+                  | ipaddress.IPv6Network | ipaddress.IPv4Interface | ipaddress.IPv6Interface):
+        return str(value)
+    if isinstance(value, uuid.UUID | dt.date | dt.time | dt.timedelta | decimal.Decimal | bytes | str | int):
+        return value
+    return str(value)
+
+
+def _row(record: asyncpg.Record) -> dict[str, Any]:
+    return {key: _plain(value) for key, value in record.items()}
+
+
+def _coerce(value: Any, pg_type: str, position: int) -> Any:
+    """Fit a JSON value to the parameter's type, as a text-protocol driver would (seed compatibility)."""
+    if value is None:
+        return None
+    try:
+        if pg_type in _INT_TYPES:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, int):
+                return value
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+                return int(value)
+            raise ValueError
+        if pg_type in _TEXT_TYPES:
+            if isinstance(value, str):
+                return value
+            if isinstance(value, bool):
+                return "true" if value else "false"
+            if isinstance(value, dt.date | dt.time):
+                return value.isoformat()
+            return str(value)
+        if pg_type == "numeric":
+            if isinstance(value, bool):
+                raise ValueError
+            return value if isinstance(value, decimal.Decimal) else decimal.Decimal(str(value).strip())
+        if pg_type in _FLOAT_TYPES:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if pg_type == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError
+        if pg_type == "date" and isinstance(value, str):
+            return dt.date.fromisoformat(value.strip())
+        if pg_type in ("timestamp", "timestamptz"):
+            if isinstance(value, str):
+                value = dt.datetime.fromisoformat(value.strip())
+            elif type(value) is dt.date:
+                value = dt.datetime.combine(value, dt.time())
+            if pg_type == "timestamptz" and isinstance(value, dt.datetime) and value.tzinfo is None:
+                value = value.replace(tzinfo=dt.UTC)
+            return value
+        if pg_type in ("time", "timetz") and isinstance(value, str):
+            return dt.time.fromisoformat(value.strip())
+        if pg_type == "uuid" and isinstance(value, str):
+            return uuid.UUID(value.strip())
+        if pg_type == "interval" and isinstance(value, int | float) and not isinstance(value, bool):
+            return dt.timedelta(seconds=value)
+        if pg_type == "bytea" and isinstance(value, str):
+            return bytes.fromhex(value[2:]) if value.startswith("\\x") else value.encode("utf-8")
+    except (ValueError, ArithmeticError, OverflowError):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise InvalidParams(f"Argument ${position} ({shown}) is not a valid {pg_type}.") from None
+    return value
+
+
+def _coerce_all(args: list[Any], shape: _Shape) -> list[Any]:
+    if len(args) != len(shape.params):
+        raise InvalidParams(f"The SQL has {len(shape.params)} placeholder(s) ($1, $2, ...) but "
+                            f"{len(args)} value(s) were given in args.", code="sql_args")
+    return [_coerce(value, pg_type, i) for i, (value, pg_type) in enumerate(zip(args, shape.params,
+                                                                                  strict=True), start=1)]
+
+
+def _changes(status: str | None) -> int:
+    """`INSERT 0 3`, `UPDATE 2`, `DELETE 1` -> the row count; -1 when the command has none."""
+    tail = (status or "").rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def _is_argument_error(exc: BaseException) -> bool:
+    """asyncpg's client-side 'this Python value does not fit the parameter type'."""
+    return isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError)
+
+
+def _duplicate_columns(exc: pgerr.PostgresError) -> str:
+    match = re.match(r"Key \((.+?)\)=", getattr(exc, "detail", None) or "")
+    return match.group(1) if match else (getattr(exc, "constraint_name", None) or "values")
+
+
+def _constraint_error(exc: pgerr.IntegrityConstraintViolationError) -> Conflict:
+    if isinstance(exc, pgerr.UniqueViolationError | pgerr.ExclusionViolationError):
+        message = f"A record with the same {_duplicate_columns(exc)} already exists."
+    elif isinstance(exc, pgerr.ForeignKeyViolationError):
+        message = "This refers to a record that does not exist (or is still referred to by another)."
+    elif isinstance(exc, pgerr.CheckViolationError):
+        name = getattr(exc, "constraint_name", None) or "a check"
+        message = f"The change breaks a rule of the database ({name})."
+    elif isinstance(exc, pgerr.NotNullViolationError):
+        message = f"A required value is missing: {getattr(exc, 'column_name', None) or 'a column'}."
+    else:
+        message = "The change conflicts with the data in the database."
+    return Conflict(message, code="constraint_violation")
+
+
+class PostgresDatabase(Database):
+    engine = "postgresql"
+
+    def __init__(self, url: str, settings: DatabaseSettings, *, secrets: SecretStore | None = None) -> None:
+        self.target = parse_url(url)
+        self.settings = settings
+        self._secrets = secrets
+        self._pool: asyncpg.Pool | None = None
+        self.role: RoleReport | None = None
+        self._shapes: OrderedDict[str, _Shape] = OrderedDict()
+        self._numbered: dict[str, tuple[str, list[str]]] = {}
+        self._last_warning = 0.0
+        if self.target.url_password:
+            register_secret(self.target.url_password)
+
+    def describe(self) -> str:
+        return self.target.describe()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def _ssl(self) -> str | None:
+        if self.settings.sslmode:
+            return self.settings.sslmode
+        if self.target.url_sslmode:
+            return None  # asyncpg reads it from the DSN
+        return "disable" if self.target.loopback else "prefer"
+
+    async def open(self) -> None:
+        password = await asyncio.to_thread(database_password, self.target, self._secrets)
+        register_secret(password)
+        try:
+            # min_size=0: no background "restore the floor" task logging tracebacks through an outage;
+            # the pool_min connections are opened here instead, and on demand after a restart.
+            pool = await asyncpg.create_pool(
+                dsn=self.target.dsn, password=password, ssl=self._ssl(), min_size=0,
+                max_size=self.settings.pool_max, timeout=self.settings.connect_timeout_seconds,
+                max_inactive_connection_lifetime=300.0, statement_cache_size=256,
+                server_settings={"application_name": "voka-bridge",
+                                 "idle_in_transaction_session_timeout": "60000"},
+                init=self._init_connection, reset=self._reset_connection)
+        except Exception as exc:
+            raise self._unavailable(exc, connecting=True) from None
+        warm = max(1, min(self.settings.pool_min, self.settings.pool_max))
+        held: list[asyncpg.Connection] = []
+        try:
+            for _ in range(warm):
+                held.append(await pool.acquire(timeout=self.settings.connect_timeout_seconds))
+            self.role = RoleReport.from_row(await held[0].fetchrow(ROLE_SQL))
+        except Exception as exc:
+            pool.terminate()
+            raise self._unavailable(exc, connecting=True) from None
+        for con in held:
+            await pool.release(con)
+        self._pool = pool
+        if self.role.privileged:
+            log.warning("the database role is privileged", extra={"fields": {
+                "role": self.role.name, "powers": self.role.powers(),
+                "raw_sql": "allowed (opt-in)" if self.settings.allow_privileged_role else "refused"}})
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), timeout=5.0)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            pool.terminate()
+
+    @staticmethod
+    async def _init_connection(con: asyncpg.Connection) -> None:
+        for name in _JSON_TYPES:
+            await con.set_type_codec(name, schema="pg_catalog", encoder=_json_encode, decoder=json.loads,
+                                     format="text")
+
+    @staticmethod
+    async def _reset_connection(con: asyncpg.Connection) -> None:
+        """Reads reset the session themselves (in the same round trip as their ROLLBACK); writes run
+        only the owner's catalog SQL, which commits or rolls back. asyncpg still rolls back any
+        transaction left open before this runs."""
+
+    async def ping(self) -> None:
+        con = await self._acquire(2.0)
+        try:
+            await con.fetchval("SELECT 1", timeout=2.0)
+        except BaseException as exc:
+            raise self._translate(exc, raw=False) from None
+        finally:
+            await self._release(con)
+
+    # ---- reads -----------------------------------------------------------------------------
+    async def read(self, sql: str, params: Params, *, max_rows: int, timeout: float,
+                   raw: bool = False) -> Rows:
+        if raw and self.role is not None and self.role.privileged and not self.settings.allow_privileged_role:
+            raise Forbidden(self.role.refusal(), code="privileged_role")
+        if isinstance(params, dict):
+            sql, names = self._to_numbered(sql)
+            args = [params.get(name) for name in names]
+        else:
+            args = list(params)
+        for attempt in (1, 2):
+            con = await self._acquire(timeout)
+            failure: BaseException | None = None
+            try:
+                await con.execute(self._begin(timeout, read_only=True))
+                return await self._stream(con, sql, args, max_rows, timeout, raw)
+            except pgerr.InvalidCachedStatementError as exc:
+                failure = exc
+                self._shapes.pop(sql, None)
+                if attempt == 2:
+                    raise DatabaseUnavailable("The database schema changed during the query; try again.",
+                                              code="schema_changed") from None
+            except BaseException as exc:
+                failure = exc
+                raise self._translate(exc, raw=raw) from None
+            finally:
+                await self._release(con, clean=await self._end_read(con, failure))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _end_read(con: asyncpg.Connection, failure: BaseException | None) -> bool:
+        """Roll back and reset the session in one round trip; False when the connection must go.
+
+        After a server-side error the connection is fine (the transaction is merely aborted); after a
+        client-side timeout, a cancellation or a broken socket its state is unknown.
+        """
+        if con.is_closed() or not (failure is None or isinstance(failure, pgerr.PostgresError | BridgeError)):
+            return False
+        if isinstance(failure, pgerr.PostgresConnectionError | pgerr.OperatorInterventionError) and not \
+                isinstance(failure, pgerr.QueryCanceledError):
+            return False
+        try:
+            await con.execute(_CLEANUP, timeout=2.0)
+        except (Exception, asyncio.CancelledError):
+            return False
+        return True
+
+    async def _stream(self, con: asyncpg.Connection, sql: str, args: list[Any], max_rows: int,
+                      timeout: float, raw: bool) -> Rows:
+        prefetch = min(max_rows + 1, _MAX_PREFETCH)
+        limit = timeout + _CLIENT_GRACE
+        shape = self._shapes.get(sql)
+        if shape is not None and raw and not shape.columns:
+            raise _not_a_query()
+        if shape is None:
+            statement = await con.prepare(sql, name="", timeout=limit)  # unnamed: gone at the next Parse
+            shape = _Shape(tuple(a.name for a in statement.get_attributes()),
+                           tuple(p.name for p in statement.get_parameters()))
+            self._remember(sql, shape)
+            if raw and not shape.columns:
+                raise _not_a_query()
+            cursor = statement.cursor(*_coerce_all(args, shape), prefetch=prefetch, timeout=limit)
+        else:
+            cursor = con.cursor(sql, *_coerce_all(args, shape), prefetch=prefetch, timeout=limit)
+        records: list[asyncpg.Record] = []
+        try:
+            async for record in cursor:
+                records.append(record)
+                if len(records) > max_rows:
+                    break
+        except (asyncpg.InterfaceError, pgerr.DataError) as exc:
+            if _is_argument_error(exc):
+                self._shapes.pop(sql, None)  # the schema moved under a remembered shape
+                raise InvalidParams(f"The SQL arguments were not accepted: {exc}", code="sql_args") from None
+            raise
+        truncated = len(records) > max_rows
+        return Rows(list(shape.columns), [_row(r) for r in records[:max_rows]], truncated)
+
+    def _remember(self, sql: str, shape: _Shape) -> None:
+        self._shapes[sql] = shape
+        if len(self._shapes) > _SHAPE_CACHE:
+            self._shapes.popitem(last=False)
+
+    def _to_numbered(self, sql: str) -> tuple[str, list[str]]:
+        """Catalog `:name` SQL -> `$n` SQL, rewritten once per SQL text."""
+        hit = self._numbered.get(sql)
+        if hit is None:
+            if len(self._numbered) > _SHAPE_CACHE:
+                self._numbered.clear()
+            hit = self._numbered[sql] = to_numbered(sql)
+        return hit
+
+    def _begin(self, timeout: float, *, read_only: bool) -> str:
+        statement_ms = max(1, int(timeout * 1000))
+        lock_ms = max(1, int(min(self.settings.lock_timeout_seconds, timeout) * 1000))
+        mode = " READ ONLY" if read_only else ""
+        return (f"BEGIN{mode}; SET LOCAL statement_timeout = {statement_ms}; "
+                f"SET LOCAL lock_timeout = {lock_ms}")
+
+    # ---- writes ----------------------------------------------------------------------------
+    @asynccontextmanager
+    async def transaction(self, *, timeout: float) -> AsyncIterator[_PgTransaction]:
+        con = await self._acquire(timeout)
+        clean = False
+        try:
+            try:
+                await con.execute(self._begin(timeout, read_only=False))
+            except BaseException as exc:
+                raise self._translate(exc, raw=False) from None
+            try:
+                yield _PgTransaction(self, con, timeout)
+            except BaseException:
+                clean = await self._rollback(con)
+                raise
+            try:
+                await con.execute("COMMIT")
+            except BaseException as exc:
+                raise self._translate(exc, raw=False, committing=True) from None
+            clean = True
+        finally:
+            await self._release(con, clean=clean)
+
+    @staticmethod
+    async def _rollback(con: asyncpg.Connection) -> bool:
+        if con.is_closed():
+            return False
+        try:
+            await con.execute("ROLLBACK", timeout=2.0)
+        except (Exception, asyncio.CancelledError):
+            return False
+        return True
+
+    # ---- schema ----------------------------------------------------------------------------
+    async def schema(self) -> list[Table]:
+        con = await self._acquire(10.0)
+        failure: BaseException | None = None
+        try:
+            await con.execute(self._begin(10.0, read_only=True))
+            records = await con.fetch(_SCHEMA_SQL)
+            tables: dict[tuple[str, str], Table] = {}
+            estimates: dict[tuple[str, str], float] = {}
+            for r in records:
+                key = (r["schema"], r["table"])
+                if key not in tables:
+                    name = r["table"] if r["schema"] == "public" else f"{r['schema']}.{r['table']}"
+                    tables[key] = Table(name)
+                    estimates[key] = r["estimate"]
+                tables[key].columns.append(Column(r["column"], r["type"], r["nullable"], r["pk"]))
+            for key, table in tables.items():
+                if 0 <= estimates[key] < 100_000 or (estimates[key] < 0 and len(tables) < 200):
+                    table.row_count = await con.fetchval(
+                        f"SELECT count(*) FROM {quote_ident(key[0])}.{quote_ident(key[1])}")
+                elif estimates[key] >= 0:
+                    table.row_count = int(estimates[key])
+            return list(tables.values())
+        except BaseException as exc:
+            failure = exc
+            raise self._translate(exc, raw=False) from None
+        finally:
+            await self._release(con, clean=await self._end_read(con, failure))
+
+    # ---- connections and errors ------------------------------------------------------------
+    async def _acquire(self, timeout: float) -> asyncpg.Connection:
+        pool = self._pool
+        if pool is None:
+            raise DatabaseUnavailable("The database is not open.")
+        try:
+            return await pool.acquire(timeout=min(self.settings.acquire_timeout_seconds, timeout))
+        except TimeoutError:
+            raise DatabaseUnavailable("All database connections are busy (or the database is not "
+                                      "answering); try again shortly.", code="database_busy") from None
+        except BaseException as exc:
+            raise self._unavailable(exc, connecting=True) from None
+
+    async def _release(self, con: asyncpg.Connection, *, clean: bool = True) -> None:
+        """Back to the pool; a connection whose state we could not restore is closed instead."""
+        pool = self._pool
+        if not clean and not con.is_closed():
+            con.terminate()
+        if pool is None:
+            return
+        try:
+            await pool.release(con, timeout=2.0)
+        except (Exception, asyncio.CancelledError):  # the pool has already dropped it
+            log.debug("connection dropped on release")
+
+    def _unavailable(self, exc: BaseException, *, connecting: bool = False) -> DatabaseUnavailable:
+        where = f"PostgreSQL at {self.target.host}:{self.target.port}"
+        if isinstance(exc, pgerr.InvalidPasswordError | pgerr.InvalidAuthorizationSpecificationError):
+            reason = (f"{where} refused the login for user {self.target.user!r} (check the password "
+                      "stored with `voka-bridge db set-password`, or the server's pg_hba.conf)")
+        elif isinstance(exc, pgerr.InvalidCatalogNameError):
+            reason = f"{where} has no database {self.target.database!r}"
+        elif isinstance(exc, pgerr.CannotConnectNowError):
+            reason = f"{where} is starting up or shutting down"
+        elif isinstance(exc, pgerr.TooManyConnectionsError):
+            reason = f"{where} has no free connection slots"
+        elif isinstance(exc, TimeoutError):
+            reason = f"{where} did not answer in time"
+        elif isinstance(exc, ConnectionRefusedError):
+            reason = f"{where} refused the connection (is it running?)"
+        elif isinstance(exc, OSError):
+            reason = f"cannot reach {where} ({exc.strerror or type(exc).__name__})"
+        elif isinstance(exc, pgerr.AdminShutdownError | pgerr.CrashShutdownError):
+            reason = f"{where} closed the connection (restarting?)"
+        elif isinstance(exc, pgerr.PostgresError | asyncpg.InterfaceError):
+            reason = f"{where}: {redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__}"
+        else:
+            reason = f"{where}: the connection failed ({type(exc).__name__})"
+        now = time.monotonic()
+        if now - self._last_warning > 5.0:
+            self._last_warning = now
+            log.warning("database connection problem", extra={"fields": {"reason": reason,
+                                                                           "connecting": connecting}})
+        return DatabaseUnavailable(f"The database is unavailable: {reason}.")
+
+    def _translate(self, exc: BaseException, *, raw: bool, committing: bool = False) -> BaseException:
+        """asyncpg and socket failures -> BridgeError with a plain message; BridgeErrors pass through."""
+        if isinstance(exc, BridgeError | asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+            return exc
+        if isinstance(exc, pgerr.QueryCanceledError):
+            return QueryTimeout("The query took too long and was stopped.")
+        if isinstance(exc, pgerr.LockNotAvailableError):
+            return QueryTimeout("The query waited too long for data another change was holding.",
+                                code="lock_timeout")
+        if isinstance(exc, TimeoutError):
+            return QueryTimeout("The database did not answer in time; the query was cancelled.")
+        if isinstance(exc, pgerr.IntegrityConstraintViolationError):
+            return _constraint_error(exc)
+        if isinstance(exc, pgerr.TransactionRollbackError):
+            return DatabaseUnavailable("The database was busy with a conflicting change; try again.",
+                                       code="database_busy")
+        if committing and isinstance(exc, OSError | pgerr.PostgresConnectionError | asyncpg.InterfaceError
+                                     | pgerr.OperatorInterventionError):
+            return DatabaseUnavailable("The database connection was lost while saving; the change may not "
+                                       "have been saved. Check before trying again.", code="commit_unknown")
+        if isinstance(exc, OSError | pgerr.PostgresConnectionError | pgerr.OperatorInterventionError
+                      | pgerr.InsufficientResourcesError | pgerr.InvalidAuthorizationSpecificationError
+                      | asyncpg.InternalClientError):
+            return self._unavailable(exc)
+        if (isinstance(exc, asyncpg.InterfaceError) and not _is_argument_error(exc)
+                and ("connection" in str(exc) or "pool" in str(exc))):
+            return self._unavailable(exc)
+        if isinstance(exc, pgerr.ReadOnlySQLTransactionError):
+            return ReadOnlyViolation("Only reading is allowed here: this statement would change the "
+                                     "database or its settings.")
+        if isinstance(exc, pgerr.InsufficientPrivilegeError):
+            return Forbidden(f"The database role may not do that: {exc}", code="permission_denied")
+        if isinstance(exc, pgerr.PostgresSyntaxError) and "multiple commands" in str(exc):
+            return BadRequest("Send one SQL statement at a time.", code="multiple_statements")
+        if isinstance(exc, pgerr.DataError):
+            return BadRequest(f"A value was not accepted by the database: {exc}", code="invalid_value")
+        if _is_argument_error(exc):
+            return InvalidParams(f"The SQL arguments were not accepted: {exc}", code="sql_args")
+        if raw and isinstance(exc, pgerr.PostgresError | asyncpg.InterfaceError):
+            return BadRequest(f"The SQL was not accepted: {exc}", code="sql_error")
+        log.error("database error in a tool", extra={"fields": {
+            "error": type(exc).__name__, "detail": redact(str(exc))[:500]}})
+        return InternalError("The tool failed inside the database; the owner can see why in the log.",
+                             code="tool_failed")
+
+
+class _PgTransaction:
+    """One action's statements on one connection, inside the transaction PostgresDatabase opened."""
+
+    def __init__(self, db: PostgresDatabase, con: asyncpg.Connection, timeout: float) -> None:
+        self._db = db
+        self._con = con
+        self._limit = timeout + _CLIENT_GRACE
+
+    async def execute(self, sql: str, params: dict[str, Any]) -> Rows:
+        numbered, names = self._db._to_numbered(sql)
+        try:
+            statement = await self._con.prepare(numbered, name="", timeout=self._limit)
+            shape = _Shape(tuple(a.name for a in statement.get_attributes()),
+                           tuple(p.name for p in statement.get_parameters()))
+            args = _coerce_all([params.get(name) for name in names], shape)
+            records = await statement.fetch(*args, timeout=self._limit)
+            changes = _changes(statement.get_statusmsg())
+        except BaseException as exc:
+            raise self._db._translate(exc, raw=False) from None
+        return Rows(list(shape.columns), [_row(r) for r in records], changes=changes)
+
+
+_SCHEMA_SQL = """
+SELECT n.nspname AS schema, c.relname AS table, a.attname AS column,
+       format_type(a.atttypid, a.atttypmod) AS type, NOT a.attnotnull AS nullable,
+       COALESCE(a.attnum = ANY (i.indkey::int2[]), false) AS pk, c.reltuples::float8 AS estimate
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+  AND has_table_privilege(c.oid, 'SELECT')
+ORDER BY n.nspname, c.relname, a.attnum
+"""

@@ -119,10 +119,10 @@ def origin_policy(server: ServerSettings) -> OriginPolicy:
 # ---- shared helpers -----------------------------------------------------------------------------
 def accepts(request: web.Request) -> tuple[bool, bool]:
     """(JSON acceptable, SSE acceptable), with */* and type/* wildcards as the SDK reads them."""
-    types = {part.split(";")[0].strip().lower() for part in request.headers.get("Accept", "").split(",")}
-    wildcard = "*/*" in types
-    return (wildcard or "application/json" in types or "application/*" in types,
-            wildcard or "text/event-stream" in types or "text/*" in types)
+    accept = request.headers.get("Accept", "").lower()
+    wildcard = "*/*" in accept
+    return (wildcard or "application/json" in accept or "application/*" in accept,
+            wildcard or "text/event-stream" in accept or "text/*" in accept)
 
 
 async def read_body(request: web.Request) -> Any:
@@ -379,7 +379,7 @@ async def modern_post(request: web.Request, ctx: CallContext, service: McpServic
     if message.method == "subscriptions/listen" and not sse_ok:
         raise Refusal(406, RpcError(INVALID_REQUEST, "Not Acceptable: subscriptions/listen answers with "
                                                      "text/event-stream"), message.id)
-    duplicated = duplicated_routing_header(request.raw_headers)
+    duplicated = duplicated_routing_header(request.headers)
     if duplicated is not None:
         raise Refusal(400, RpcError(HEADER_MISMATCH, f"{duplicated} header appears more than once"),
                       message.id)

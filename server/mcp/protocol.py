@@ -29,7 +29,6 @@ VERSION_HEADER: Final = "MCP-Protocol-Version"
 SESSION_HEADER: Final = "Mcp-Session-Id"
 METHOD_HEADER: Final = "Mcp-Method"
 NAME_HEADER: Final = "Mcp-Name"
-ROUTING_HEADERS: Final = frozenset({"mcp-protocol-version", "mcp-method", "mcp-name"})
 META_VERSION: Final = "io.modelcontextprotocol/protocolVersion"
 META_CAPABILITIES: Final = "io.modelcontextprotocol/clientCapabilities"
 META_CLIENT_INFO: Final = "io.modelcontextprotocol/clientInfo"
@@ -194,13 +193,9 @@ def check_modern_envelope(message: Message, headers: Any) -> str:
     return version
 
 
-def duplicated_routing_header(raw_headers: Any) -> str | None:
+def duplicated_routing_header(headers: Any) -> str | None:
     """A routing header sent twice: first-copy and last-copy readers would disagree, so refuse it."""
-    seen: set[str] = set()
-    for name, _ in raw_headers:
-        key = name.decode("latin-1").lower() if isinstance(name, bytes) else name.lower()
-        if key in ROUTING_HEADERS:
-            if key in seen:
-                return key
-            seen.add(key)
+    for name in ("mcp-protocol-version", "mcp-method", "mcp-name"):
+        if len(headers.getall(name, ())) > 1:
+            return name
     return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.bridge import Bridge
-from server.http import health, openapi, rest, security
+from server.http import health, mcp, openapi, rest, security
 from server.http.auth import CONCURRENCY, auth_and_limits
 from server.http.keys import BRIDGE
 from server.http.pipeline import pipeline
@@ -25,4 +25,5 @@ def create_app(bridge: Bridge) -> web.Application:
     health.add_routes(app)
     openapi.add_routes(app)
     rest.add_routes(app)
+    mcp.add_routes(app)
     return app

@@ -23,6 +23,7 @@ from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from server.executor import CallContext
 from server.http.body import read_json
 from server.http.keys import BRIDGE, context
+from server.http.security import lift_deadline
 from server.mcp.dispatch import SERVER_INFO, McpService
 from server.mcp.protocol import (
     BATCH_VERSIONS,
@@ -341,6 +342,7 @@ async def handshake_stream(request: web.Request, ctx: CallContext, service: McpS
     if session.streams:
         raise Refusal(409, RpcError(INVALID_REQUEST, "Conflict: Only one SSE stream is allowed per session"))
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    lift_deadline(request)
     session.streams.add(queue)
     try:
         response = web.StreamResponse(headers={**_SSE_HEADERS, SESSION_HEADER: session.id})
@@ -415,6 +417,7 @@ async def listen(request: web.Request, ctx: CallContext, service: McpService,
                                     "object"), message.id)
     honored = {"toolsListChanged": True} if wanted.get("toolsListChanged") is True else {}
     stamp = {SUBSCRIPTION_ID: message.id}
+    lift_deadline(request)  # a listen stream is meant to stay open
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     service.listeners[queue] = bool(honored)
     try:

@@ -90,6 +90,13 @@ async def test_loopback_and_configured_origins_are_allowed(make_server):
     assert status == 403
 
 
+async def test_foreign_host_is_403(server):
+    status, _, response = await server.post("/mcp", init_body(), key=server.keys["writer"],
+                                            headers={**ACCEPT, "Host": "evil.example.com"})
+    assert status == 403
+    assert "Mcp-Session-Id" not in response.headers
+
+
 # ---- the handshake and sessions -------------------------------------------------------------------------
 @pytest.mark.parametrize(("asked", "answered"), [("2024-11-05", "2024-11-05"), ("2025-03-26", "2025-03-26"),
                                                  ("2025-06-18", "2025-06-18"), ("2025-11-25", "2025-11-25"),

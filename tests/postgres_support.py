@@ -17,8 +17,9 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
-import time
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,30 +141,120 @@ async def pg_db(pg_server: PgServer) -> AsyncIterator[str]:
         await pg_server.drop_database(name)
 
 
-# ---- the local cluster as a service (restart tests) ------------------------------------------------
-def local_cluster(port: int) -> tuple[str, str] | None:
-    """(version, name) of the Debian-managed cluster on this port, when this machine runs it."""
-    if not shutil.which("pg_lsclusters"):
-        return None
-    out = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        cols = line.split()
-        if len(cols) >= 3 and cols[2] == str(port):
-            return cols[0], cols[1]
-    return None
+# ---- a private cluster: password auth, and restarts that disturb nobody else --------------------
+def _server_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: [int(x) for x in re.findall(r"\d+", p.parent.parent.name)] or [0])
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
 
 
-def pg_ctl(cluster: tuple[str, str], action: str) -> subprocess.CompletedProcess[str]:
-    command = ["pg_ctlcluster", cluster[0], cluster[1], action]
-    if action in ("start", "stop", "restart"):
-        command.insert(1, "--skip-systemctl-redirect")
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+@dataclass
+class PrivateCluster:
+    """A PostgreSQL server of our own (initdb in a temp folder, scram-sha-256 on 127.0.0.1, a free
+    port), with the demo database owned by a non-superuser role: for password and restart tests."""
+
+    bin: Path
+    root: Path
+    port: int
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    role: str = "shop_owner"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    database: str = "shop"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def url(self, *, password: str | None = None, user: str | None = None) -> str:
+        secret = f":{quote(password, safe='')}" if password else ""
+        return f"postgresql://{user or self.role}{secret}@127.0.0.1:{self.port}/{self.database}"
+
+    @property
+    def admin_dsn(self) -> str:
+        return f"postgresql://voka_admin:{quote(self.admin_password, safe='')}@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str) -> subprocess.CompletedProcess[str]:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        return subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120)
+
+    def pg_ctl(self, action: str, *extra: str) -> None:
+        result = self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
+                           "-w", "-t", "60", *extra, action)
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_ctl {action} failed: {result.stderr or result.stdout}")
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off")
+        self.pg_ctl("start", "-o", options)
+
+    def restart(self) -> None:
+        self.pg_ctl("restart", "-m", "fast")
+
+    def running(self) -> bool:
+        return subprocess.run([str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
+                               str(self.port)]).returncode == 0
+
+    def create(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+        pwfile = self.root / "pw"
+        pwfile.write_text(self.admin_password)
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, "postgres")
+        result = self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "voka_admin", "-E", "UTF8",
+                           "--auth=scram-sha-256", f"--pwfile={pwfile}", "--no-sync", "--locale=C")
+        pwfile.unlink()
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed: {result.stderr or result.stdout}")
+        self.start()
+
+        async def load() -> None:
+            admin = await asyncpg.connect(self.admin_dsn, timeout=10)
+            try:
+                await admin.execute(f"CREATE ROLE {self.role} LOGIN PASSWORD '{self.password}'")
+                await admin.execute(f"CREATE DATABASE {self.database} OWNER {self.role}")
+            finally:
+                await admin.close()
+            con = await asyncpg.connect(self.url(password=self.password), timeout=10)
+            try:
+                await con.execute((DEMO / "schema.postgresql.sql").read_text())
+                await con.execute((DEMO / "data.sql").read_text())
+            finally:
+                await con.close()
+
+        asyncio.run(load())
+
+    def destroy(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
-def wait_ready(host: str, port: int, seconds: float = 60.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if subprocess.run(["pg_isready", "-q", "-h", host, "-p", str(port)]).returncode == 0:
-            return True
-        time.sleep(0.2)
-    return False
+@pytest.fixture(scope="session")
+def pg_private() -> Iterator[PrivateCluster]:
+    binaries = _server_bin()
+    reason = None
+    if binaries is None:
+        reason = "PostgreSQL server binaries (initdb, pg_ctl) are not installed"
+    elif os.geteuid() == 0 and not shutil.which("runuser"):
+        reason = "running as root without runuser to start a private PostgreSQL as the postgres user"
+    if reason:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"PostgreSQL is required here ({REQUIRE_ENV}=1) but {reason}")
+        pytest.skip(reason)
+    assert binaries is not None
+    root = Path(tempfile.mkdtemp(prefix="voka-pg-"))
+    root.chmod(0o755)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    cluster = PrivateCluster(binaries, root, port)
+    try:
+        cluster.create()
+        yield cluster
+    finally:
+        cluster.destroy()

@@ -265,6 +265,14 @@ def _changes(status: str | None) -> int:
     return int(tail) if tail.isdigit() else -1
 
 
+def _gone(con: asyncpg.Connection) -> bool:
+    """Closed, or already taken back by the pool (asyncpg detaches a proxy whose socket died)."""
+    try:
+        return con.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 def _is_argument_error(exc: BaseException) -> bool:
     """asyncpg's client-side 'this Python value does not fit the parameter type'."""
     return isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError)
@@ -414,7 +422,7 @@ class PostgresDatabase(Database):
         After a server-side error the connection is fine (the transaction is merely aborted); after a
         client-side timeout, a cancellation or a broken socket its state is unknown.
         """
-        if con.is_closed() or not (failure is None or isinstance(failure, pgerr.PostgresError | BridgeError)):
+        if _gone(con) or not (failure is None or isinstance(failure, pgerr.PostgresError | BridgeError)):
             return False
         if isinstance(failure, pgerr.PostgresConnectionError | pgerr.OperatorInterventionError) and not \
                 isinstance(failure, pgerr.QueryCanceledError):
@@ -502,7 +510,7 @@ class PostgresDatabase(Database):
 
     @staticmethod
     async def _rollback(con: asyncpg.Connection) -> bool:
-        if con.is_closed():
+        if _gone(con):
             return False
         try:
             await con.execute("ROLLBACK", timeout=2.0)
@@ -555,7 +563,7 @@ class PostgresDatabase(Database):
     async def _release(self, con: asyncpg.Connection, *, clean: bool = True) -> None:
         """Back to the pool; a connection whose state we could not restore is closed instead."""
         pool = self._pool
-        if not clean and not con.is_closed():
+        if not clean and not _gone(con):
             con.terminate()
         if pool is None:
             return

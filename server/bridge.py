@@ -63,6 +63,7 @@ class Bridge:
         self._db_open = False
         self._db_lock = asyncio.Lock()
         self._last_connect_try = 0.0
+        self._last_connect_error = "The database is unavailable"
         self._tasks: list[asyncio.Task[Any]] = []
         self._state_version = -1
         self.verifier = KeyVerifier([], self.static_keys)
@@ -126,9 +127,13 @@ class Bridge:
             if self._db_open:
                 return db
             if time.monotonic() - self._last_connect_try < RECONNECT_INTERVAL and self._last_connect_try:
-                raise DatabaseUnavailable("The database is unavailable; retrying shortly.")
+                raise DatabaseUnavailable(f"{self._last_connect_error.rstrip('.')}; retrying shortly.")
             self._last_connect_try = time.monotonic()
-            await db.open()
+            try:
+                await db.open()
+            except BridgeError as exc:  # keep the reason for the requests answered until the next try
+                self._last_connect_error = exc.message
+                raise
             self._db_open = True
             log.info("database connected", extra={"fields": {"database": db.describe()}})
             return db

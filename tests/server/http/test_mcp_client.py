@@ -255,3 +255,14 @@ async def _edit_catalog(server: Any) -> None:
                     'sql = "SELECT quantity FROM inventory WHERE product_id = :product_id"\n'
                     '[tools.check_stock_level.params.product_id]\ntype = "string"\n', encoding="utf-8")
     await server.bridge.reload_catalog()
+
+
+async def test_streams_outlive_the_per_request_deadline(make_server):
+    running = await make_server({"limits": {"request_timeout_seconds": 0.5}})
+    key = await running.create_key("w", ("query", "action"))
+    async with connect(running, key, "auto") as client:
+        async with client.listen(tools_list_changed=True) as subscription:
+            await asyncio.sleep(1.2)  # well past the deadline every other request gets
+            await _edit_catalog(running)
+            event = await asyncio.wait_for(anext(aiter(subscription)), 10)
+        assert type(event).__name__ == "ToolsListChanged"

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 
 from app.controller import AppController
 from app.pages.overview import OverviewPage
+from app.pages.requests import RequestsPage
 from app.tray import Tray
 from app.window import MainWindow
 from server.autostart import Autostart, for_platform
@@ -20,8 +21,10 @@ log = logging.getLogger(__name__)
 
 class DesktopApp(QObject):
     def __init__(self, home: str | None = None, port: int | None = None, *,
-                 autostart: Autostart | None = None, tray: bool | None = None) -> None:
+                 autostart: Autostart | None = None, tray: bool | None = None,
+                 requests_cap: int = 5000) -> None:
         super().__init__()
+        self.requests_cap = requests_cap
         self.server = EmbeddedServer(home, port)
         self.controller = AppController(self.server, self)
         self.quitting = False
@@ -34,7 +37,7 @@ class DesktopApp(QObject):
         self.window = MainWindow(self.controller, self.pages, on_close=self._keep_running_on_close)
 
     def _build_pages(self) -> list[QWidget]:
-        return [OverviewPage(self.controller)]
+        return [OverviewPage(self.controller), RequestsPage(self.controller, self.requests_cap)]
 
     def page(self, title: str) -> QWidget:
         return self.window.pages[title]

@@ -41,14 +41,15 @@ def make_desktop(qtbot: Any, app_home: Paths, tmp_path: Path) -> Iterator[Any]:
     made: list[DesktopApp] = []
 
     def factory(*, start: bool = True, port: int | None = None, tray: bool | None = True,
-                home: Paths = app_home) -> DesktopApp:
+                home: Paths = app_home, **options: Any) -> DesktopApp:
         app = DesktopApp(str(home.config_dir), port or free_port(),
-                         autostart=XdgAutostart(tmp_path / "xdg"), tray=tray)
+                         autostart=XdgAutostart(tmp_path / "xdg"), tray=tray, **options)
         made.append(app)
         qtbot.addWidget(app.window)
         if start:
             app.start()
-            qtbot.waitUntil(lambda: app.server.state == "serving", timeout=20_000)
+            qtbot.waitUntil(lambda: app.server.state in ("serving", "failed"), timeout=20_000)
+            assert app.server.state == "serving", app.server.last_failure
         return app
 
     yield factory

@@ -204,3 +204,29 @@ async def test_schema_lists_tables_with_columns_and_counts(api: RunningServer, p
     assert db.describe() == f"PostgreSQL database {api.bridge.database_url.rsplit('/', 1)[1]!r} on " \
         f"127.0.0.1:5432 as {pg_server.role!r}"
     assert pg_server.password not in db.describe()
+
+
+async def test_mcp_client_runs_the_demo_tools_on_postgresql(api: RunningServer) -> None:
+    """The official MCP SDK client, unchanged, against a PostgreSQL-backed server."""
+    import json
+
+    import httpx2
+    from mcp.client.client import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with httpx2.AsyncClient(headers={"x-api-key": api.keys["writer"]}) as http, \
+            Client(streamable_http_client(api.url + "/mcp", http_client=http), mode="legacy") as client:
+        found = await client.call_tool("find_customer_by_phone", {"phone": PHONE})
+        assert found.structured_content["rows"][0]["name"] == "Ava Martin"
+        placed = await client.call_tool("create_order", {
+            "customer_id": 1, "items": [{"product_id": "JKT-BLU-M", "quantity": 1}]})
+        assert placed.structured_content["items"] == [{"product_id": "JKT-BLU-M", "quantity": 1}]
+        short = await client.call_tool("create_order", {
+            "customer_id": 1, "items": [{"product_id": "JKT-BLU-M", "quantity": 999}]})
+        assert short.is_error is True and "Not enough stock of JKT-BLU-M" in short.content[0].text
+        stock = await client.call_tool("check_inventory", {"product_id": "JKT-BLU-M"})
+        assert stock.structured_content["rows"][0]["quantity"] == 2
+        schema = await client.read_resource("voka://schema")
+        document = json.loads(schema.contents[0].text)
+        assert document["engine"] == "postgresql"
+        assert {t["name"] for t in document["tables"]} == {"customers", "inventory", "orders"}

@@ -22,6 +22,7 @@ from server.keys import Principal
 from server.launch import first_run_keys, prepare
 from server.logs import setup_logging
 from server.paths import Paths, resolve_paths
+from server.state import connect_state
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,6 +61,8 @@ class EmbeddedServer:
         self.last_failure = ""
         try:
             config, url = self._load()
+            # Create state.sqlite3 once, before the worker threads that open it run side by side.
+            connect_state(self.paths.state_db).close()
         except ConfigError as exc:
             self.boot_error = str(exc)
             config, url = Config(), ""

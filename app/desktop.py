@@ -8,6 +8,7 @@ from PySide6.QtCore import QObject, Slot
 from PySide6.QtWidgets import QApplication, QWidget
 
 from app.controller import AppController
+from app.pages.console import ConsolePage
 from app.pages.overview import OverviewPage
 from app.pages.requests import RequestsPage
 from app.tray import Tray
@@ -37,7 +38,8 @@ class DesktopApp(QObject):
         self.window = MainWindow(self.controller, self.pages, on_close=self._keep_running_on_close)
 
     def _build_pages(self) -> list[QWidget]:
-        return [OverviewPage(self.controller), RequestsPage(self.controller, self.requests_cap)]
+        return [OverviewPage(self.controller), RequestsPage(self.controller, self.requests_cap),
+                ConsolePage(self.controller)]
 
     def page(self, title: str) -> QWidget:
         return self.window.pages[title]

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -43,9 +44,23 @@ class KeyringSession:
             os.environ[name] = value
         subprocess.run(["gnome-keyring-daemon", "--unlock", "--components=secrets"],
                        input=b"voka-test", check=True, capture_output=True, timeout=30)
+        self._wait_for_secret_service()
+
+    @staticmethod
+    def _wait_for_secret_service(timeout: float = 20.0) -> None:
+        """The daemon registers on the bus asynchronously; under load that can take a moment."""
         import keyring.core
 
-        keyring.core.init_backend()
+        from server.secretstore import keyring_problem
+
+        deadline = time.monotonic() + timeout
+        while True:
+            keyring.core.init_backend()
+            if keyring_problem() is None:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the private GNOME Keyring did not come up: {keyring_problem()}")
+            time.sleep(0.2)
 
     def _daemon_pids(self) -> list[int]:
         """gnome-keyring-daemon forks away; find ours by the runtime dir in its environment."""

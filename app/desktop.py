@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 
 from app.controller import AppController
 from app.pages.console import ConsolePage
+from app.pages.keys import KeysPage
 from app.pages.overview import OverviewPage
 from app.pages.requests import RequestsPage
 from app.tray import Tray
@@ -39,7 +40,7 @@ class DesktopApp(QObject):
 
     def _build_pages(self) -> list[QWidget]:
         return [OverviewPage(self.controller), RequestsPage(self.controller, self.requests_cap),
-                ConsolePage(self.controller)]
+                ConsolePage(self.controller), KeysPage(self.controller)]
 
     def page(self, title: str) -> QWidget:
         return self.window.pages[title]

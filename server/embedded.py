@@ -165,5 +165,19 @@ class EmbeddedServer:
         if self.threaded.loop.is_running():
             try:
                 self.stop().result(timeout)
+                self.submit(self._finish_tasks(timeout)).result(timeout + 5)
             finally:
                 self.threaded.close()
+
+    @staticmethod
+    async def _finish_tasks(timeout: float) -> None:
+        """Let background calls still running (a keyring read, a file write) end before the loop does."""
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1)
+        await asyncio.get_running_loop().shutdown_default_executor()

@@ -1,0 +1,90 @@
+"""Keys page: a key made here works from outside at once; copy, rotate with grace, revoke, last used."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+
+from tests.app.conftest import call
+
+INVENTORY = {"name": "check_inventory", "params": {"product_id": "JKT-BLU-M"}}
+
+
+def _create(page, qtbot, name: str, scopes=("query",), tools=()) -> str:
+    dialog = page.new_key()
+    dialog.name.setText(name)
+    for scope, box in dialog.scopes.items():
+        box.setChecked(scope in scopes)
+    for i in range(dialog.tools.count()):
+        item = dialog.tools.item(i)
+        if item.text() in tools:
+            item.setCheckState(Qt.CheckState.Checked)
+    dialog.accept()
+    qtbot.waitUntil(lambda: page.secret_dialog is not None and page.secret_dialog.isVisible(), timeout=5000)
+    secret = page.secret_dialog.secret_field.text()
+    page.secret_dialog.copy_button.click()
+    assert QGuiApplication.clipboard().text() == secret
+    page.secret_dialog.accept()
+    page.secret_dialog = None
+    return secret
+
+
+def test_key_created_in_the_keys_page_works_from_an_outside_client(desktop, qtbot):
+    page = desktop.window.show_page("Keys")
+    url = desktop.controller.local_url
+    secret = _create(page, qtbot, "front desk", scopes=("query",))
+    assert secret.startswith("vbk_")
+    status, body = call(url, "/query", INVENTORY, key=secret)
+    assert status == 200, body
+    status, body = call(url, "/action", {"action": "create_customer",
+                                         "params": {"name": "A", "phone": "+15550001111"}}, key=secret)
+    assert status == 403  # query scope only
+    qtbot.waitUntil(lambda: any(k.name == "front desk" for k in page.records), timeout=5000)
+    page.select("front desk")
+    assert page.selected().scopes == ("query",)
+    qtbot.waitUntil(lambda: page.selected() is not None and page.selected().use_count >= 1, timeout=10_000)
+    assert page.table.item(page.table.currentRow(), 7).text() != "never"
+
+
+def test_tool_allowlist_copy_rotate_and_revoke(desktop, qtbot):
+    page = desktop.window.show_page("Keys")
+    url = desktop.controller.local_url
+    secret = _create(page, qtbot, "limited", scopes=("query",), tools=("check_inventory",))
+    assert call(url, "/query", INVENTORY, key=secret)[0] == 200
+    assert call(url, "/query", {"name": "get_order_status", "params": {"order_id": 1}}, key=secret)[0] == 404
+    qtbot.waitUntil(lambda: any(k.name == "limited" for k in page.records), timeout=5000)
+    page.select("limited")
+
+    page.copy_button.click()
+    qtbot.waitUntil(lambda: QGuiApplication.clipboard().text() == secret, timeout=5000)
+
+    page.ask_grace_hours = lambda: 2.0
+    page.rotate_button.click()
+    qtbot.waitUntil(lambda: page.secret_dialog is not None and page.secret_dialog.isVisible(), timeout=5000)
+    new_secret = page.secret_dialog.secret_field.text()
+    page.secret_dialog.accept()
+    assert new_secret != secret
+    assert call(url, "/query", INVENTORY, key=new_secret)[0] == 200
+    assert call(url, "/query", INVENTORY, key=secret)[0] == 200  # still inside the grace period
+    qtbot.waitUntil(lambda: page.selected() is not None and page.selected().status == "rotating", timeout=5000)
+
+    page.confirm = lambda title, text: True
+    page.revoke_button.click()
+    qtbot.waitUntil(lambda: "Revoked" in page.message.text(), timeout=5000)
+    qtbot.waitUntil(lambda: call(url, "/query", INVENTORY, key=new_secret)[0] == 401, timeout=5000)
+    assert call(url, "/query", INVENTORY, key=secret)[0] == 401
+    assert "revoked" in desktop.window.notice_bar.text().lower()
+    qtbot.waitUntil(lambda: page.selected() is not None and page.selected().status == "revoked", timeout=5000)
+    assert not page.revoke_button.isEnabled()
+
+
+def test_bad_key_name_is_explained_and_nothing_is_created(desktop, qtbot):
+    page = desktop.window.show_page("Keys")
+    qtbot.waitUntil(lambda: len(page.records) == 1, timeout=5000)  # the first run's demo key
+    dialog = page.new_key()
+    dialog.name.setText("!!bad name")
+    dialog.accept()
+    qtbot.waitUntil(lambda: "key name is" in page.message.text(), timeout=5000)
+    page.refresh()
+    qtbot.wait(300)
+    assert [k.name for k in page.records] == ["demo"]

@@ -230,3 +230,23 @@ async def test_mcp_client_runs_the_demo_tools_on_postgresql(api: RunningServer) 
         document = json.loads(schema.contents[0].text)
         assert document["engine"] == "postgresql"
         assert {t["name"] for t in document["tables"]} == {"customers", "inventory", "orders"}
+
+
+async def test_public_asyncpg_path_gives_the_same_answers(api: RunningServer, monkeypatch) -> None:
+    """The one-round-trip fast path uses an asyncpg internal when its signature is the known one; the
+    public prepare/cursor path must answer identically wherever that internal changes."""
+    import server.db.postgres as backend
+
+    assert backend._BIND_EXECUTE is True  # the installed asyncpg has the known signature
+    answers = {}
+    for fast in (True, False):
+        monkeypatch.setattr(backend, "_BIND_EXECUTE", fast)
+        lookup = await api.post("/query", {"query": "SELECT name FROM customers WHERE phone = $1",
+                                           "args": [PHONE]}, key=api.keys["analyst"])
+        capped = await api.post("/query", {"query": "SELECT a.id FROM customers a, customers b"},
+                                key=api.keys["analyst"])
+        created = await api.post("/action", {"action": "create_customer", "params": {
+            "name": f"Path {fast}", "phone": f"+1555000{int(fast)}444"}}, key=api.keys["writer"])
+        answers[fast] = (lookup[0], lookup[1]["data"], capped[0], capped[1]["count"], capped[1]["truncated"],
+                         created[0], created[1]["data"]["account_status"])
+    assert answers[True] == answers[False] == (200, [{"name": "Ava Martin"}], 200, 1000, True, 200, "active")

@@ -12,6 +12,7 @@ from app.pages.console import ConsolePage
 from app.pages.keys import KeysPage
 from app.pages.overview import OverviewPage
 from app.pages.requests import RequestsPage
+from app.pages.tools import ToolsPage
 from app.tray import Tray
 from app.window import MainWindow
 from server.autostart import Autostart, for_platform
@@ -40,7 +41,7 @@ class DesktopApp(QObject):
 
     def _build_pages(self) -> list[QWidget]:
         return [OverviewPage(self.controller), RequestsPage(self.controller, self.requests_cap),
-                ConsolePage(self.controller), KeysPage(self.controller)]
+                ConsolePage(self.controller), ToolsPage(self.controller), KeysPage(self.controller)]
 
     def page(self, title: str) -> QWidget:
         return self.window.pages[title]

@@ -583,7 +583,8 @@ class PostgresDatabase(Database):
         if pool is None:
             raise DatabaseUnavailable("The database is not open.")
         try:
-            return await pool.acquire(timeout=min(self.settings.acquire_timeout_seconds, timeout))
+            async with asyncio.timeout(min(self.settings.acquire_timeout_seconds, timeout)):  # no extra task
+                return await pool.acquire()
         except TimeoutError:
             raise DatabaseUnavailable("All database connections are busy (or the database is not "
                                       "answering); try again shortly.", code="database_busy") from None

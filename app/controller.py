@@ -141,9 +141,17 @@ class AppController(QObject):
         if self._seeded or self._closing:
             return
         self._seeded = True
-        bridge = self.server.bridge
-        self.calls.run(bridge.on_state(count_today, bridge.state), on_done=self.stats.seed_today,
-                       on_error=lambda exc: log.warning("cannot count today's requests: %s", exc))
+        server = self.server
+
+        async def count() -> int:
+            bridge = server.bridge  # whichever Bridge serves now (a restart may have replaced it)
+            return await bridge.on_state(count_today, bridge.state)
+
+        def failed(exc: BaseException) -> None:
+            self._seeded = False  # try again on the next start
+            log.warning("cannot count today's requests: %s", exc)
+
+        self.calls.run(count(), on_done=self.stats.seed_today, on_error=failed)
 
     def notify(self, notice: Notice) -> None:
         self.noticeRaised.emit(notice)

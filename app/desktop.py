@@ -9,9 +9,11 @@ from PySide6.QtWidgets import QApplication, QWidget
 
 from app.controller import AppController
 from app.pages.console import ConsolePage
+from app.pages.database import DatabasePage
 from app.pages.keys import KeysPage
 from app.pages.overview import OverviewPage
 from app.pages.requests import RequestsPage
+from app.pages.settings import SettingsPage
 from app.pages.tools import ToolsPage
 from app.tray import Tray
 from app.window import MainWindow
@@ -41,7 +43,8 @@ class DesktopApp(QObject):
 
     def _build_pages(self) -> list[QWidget]:
         return [OverviewPage(self.controller), RequestsPage(self.controller, self.requests_cap),
-                ConsolePage(self.controller), ToolsPage(self.controller), KeysPage(self.controller)]
+                ConsolePage(self.controller), ToolsPage(self.controller), KeysPage(self.controller),
+                DatabasePage(self.controller), SettingsPage(self.controller, self.tray.autostart)]
 
     def page(self, title: str) -> QWidget:
         return self.window.pages[title]

@@ -35,6 +35,8 @@ def run(home: str | None = None, port: int | None = None) -> int:
     wakeup.timeout.connect(lambda: None)
     desktop.show_window()
     desktop.start()
+    if desktop.server.first_run:
+        desktop.open_wizard()
     try:
         return app.exec()
     finally:

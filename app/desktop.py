@@ -8,6 +8,7 @@ from PySide6.QtCore import QObject, Slot
 from PySide6.QtWidgets import QApplication, QWidget
 
 from app.controller import AppController
+from app.pages.connect import ConnectPage
 from app.pages.console import ConsolePage
 from app.pages.database import DatabasePage
 from app.pages.keys import KeysPage
@@ -17,6 +18,7 @@ from app.pages.settings import SettingsPage
 from app.pages.tools import ToolsPage
 from app.tray import Tray
 from app.window import MainWindow
+from app.wizard import ConnectWizard
 from server.autostart import Autostart, for_platform
 from server.embedded import EmbeddedServer
 from server.notices import NoticeRules
@@ -40,11 +42,13 @@ class DesktopApp(QObject):
             self.tray.available = tray
         self.pages = self._build_pages()
         self.window = MainWindow(self.controller, self.pages, on_close=self._keep_running_on_close)
+        self.wizard: ConnectWizard | None = None
 
     def _build_pages(self) -> list[QWidget]:
         return [OverviewPage(self.controller), RequestsPage(self.controller, self.requests_cap),
                 ConsolePage(self.controller), ToolsPage(self.controller), KeysPage(self.controller),
-                DatabasePage(self.controller), SettingsPage(self.controller, self.tray.autostart)]
+                DatabasePage(self.controller), SettingsPage(self.controller, self.tray.autostart),
+                ConnectPage(self.controller, self.open_wizard)]
 
     def page(self, title: str) -> QWidget:
         return self.window.pages[title]
@@ -52,6 +56,15 @@ class DesktopApp(QObject):
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self.controller.start()
+
+    @Slot()
+    def open_wizard(self) -> ConnectWizard:
+        """The Connect-to-Voka wizard (first run, and from the Connect page)."""
+        if self.wizard is None or not self.wizard.isVisible():
+            self.wizard = ConnectWizard(self.controller, self.window)
+        self.wizard.open()
+        self.wizard.raise_()
+        return self.wizard
 
     @Slot()
     def show_window(self) -> None:
@@ -82,6 +95,8 @@ class DesktopApp(QObject):
 
     def shutdown(self) -> None:
         self.quitting = True
+        if self.wizard is not None:
+            self.wizard.close()
         self.tray.hide()
         self.controller.shutdown()
         self.window.close()

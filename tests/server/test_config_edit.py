@@ -68,3 +68,20 @@ async def test_connection_reports(home, tmp_path: Path):
     missing = await test_connection("sqlite:///" + (tmp_path / "none.db").as_posix().lstrip("/"),
                                     base_dir=tmp_path)
     assert not missing.ok and "does not exist" in missing.message
+
+
+def test_reach_settings_for_tunnel_and_public_address(tmp_path: Path):
+    from server.connect import Reach, apply_connection, voka_form
+
+    tunnel = Reach("tunnel", "https://shop.trycloudflare.com/", 3000)
+    assert tunnel.server_settings()["host"] == "127.0.0.1"
+    assert voka_form(" ", tunnel, "vbk_k").url == "https://shop.trycloudflare.com"
+    public = Reach("public", "https://203.0.113.7:3000", 3000)
+    assert public.server_settings()["tls_self_signed"] is True and public.server_settings()["host"] == "0.0.0.0"
+    with pytest.raises(ConfigError, match="https://"):
+        Reach("tunnel", "http://shop.example.com", 3000).server_settings()
+    with pytest.raises(ConfigError, match="both the certificate"):
+        Reach("public", "https://x.example", 3000, tls_cert="c.pem").server_settings()
+    config = apply_connection(tmp_path / "config.toml", DatabaseChoice("demo"), None, public)
+    assert config.server.tls_self_signed and config.server.public_url == "https://203.0.113.7:3000"
+    assert config.database.url == ""

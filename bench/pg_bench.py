@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -169,6 +171,30 @@ async def measure(name: str, url: str, body: dict, concurrency: int, duration: f
     return await run_load(name, url, body, {"x-api-key": KEY}, concurrency=concurrency, duration=duration)
 
 
+def _ms(text: str) -> float:
+    value = float(re.match(r"[\d.]+", text).group(0))  # type: ignore[union-attr]
+    return round(value / 1000 if text.endswith("us") else value * 1000 if text.endswith("s")
+                 and not text.endswith("ms") else value, 2)
+
+
+def measure_wrk(name: str, url: str, body: dict, concurrency: int, duration: float) -> Result:
+    """The same closed loop driven by wrk (C, one thread): less of the 2 cores goes to the generator."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                     f'wrk.headers["x-api-key"] = "{KEY}"\nwrk.body = [[{json.dumps(body)}]]\n')
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency",
+                              "-s", script.name, url], capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    return Result(name, requests, errors, round(duration, 2), round(rps, 1), p50, p99)
+
+
 def table(results: list[Result]) -> str:
     lines = ["| scenario (PostgreSQL, 100,000 customers) | requests/s | p50 ms | p99 ms | errors |",
              "|---|---:|---:|---:|---:|"]
@@ -184,7 +210,17 @@ def main() -> None:
     parser.add_argument("--admin-dsn", default=os.environ.get(
         "VOKA_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
+    parser.add_argument("--generator", choices=("python", "wrk"), default="python",
+                        help="bench/load.py (as the other benchmarks) or wrk, if installed")
     args = parser.parse_args()
+    if args.generator == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("bench: wrk is not installed (apt-get install wrk)")
+
+    def load(name: str, url: str, body: dict) -> Result:
+        if args.generator == "wrk":
+            return measure_wrk(name, url, body, args.concurrency, args.duration)
+        return asyncio.run(measure(name, url, body, args.concurrency, args.duration))
+
     password = secrets.token_hex(16)
     started = time.monotonic()
     asyncio.run(build_database(args.admin_dsn, password))
@@ -202,12 +238,9 @@ def main() -> None:
             try:
                 url = f"http://127.0.0.1:{port}/query"
                 asyncio.run(check_answer(url))
-                results.append(asyncio.run(measure("Voka Bridge: seed-style raw SQL lookup", url, raw,
-                                                   args.concurrency, args.duration)))
-                results.append(asyncio.run(measure(
-                    "Voka Bridge: find_customer_by_phone (catalog query)", url,
-                    {"name": "find_customer_by_phone", "params": {"phone": PHONE}},
-                    args.concurrency, args.duration)))
+                results.append(load("Voka Bridge: seed-style raw SQL lookup", url, raw))
+                results.append(load("Voka Bridge: find_customer_by_phone (catalog query)", url,
+                                    {"name": "find_customer_by_phone", "params": {"phone": PHONE}}))
             finally:
                 stop(bridge)
             port = free_port()
@@ -216,13 +249,13 @@ def main() -> None:
                 try:
                     url = f"http://127.0.0.1:{port}/query"
                     asyncio.run(check_answer(url))
-                    results.append(asyncio.run(measure("Express + node-postgres: same raw lookup", url, raw,
-                                                       args.concurrency, args.duration)))
+                    results.append(load("Express + node-postgres: same raw lookup", url, raw))
                 finally:
                     stop(express)
     finally:
         if not args.keep:
             asyncio.run(drop_database(args.admin_dsn))
+    print(f"({args.concurrency} clients, {args.duration:g} s each, load generator: {args.generator})")
     print(table(results))
 
 

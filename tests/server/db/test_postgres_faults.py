@@ -53,7 +53,7 @@ async def test_server_starts_with_database_on_a_closed_port(make_server) -> None
     started = time.monotonic()
     status, body, _ = await running.post("/query", FIND, key=key)
     assert status == 503 and body["code"] == "database_unavailable"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0
     # Reconnects are tried every couple of seconds; the next one's reason reaches a key holder's /health.
     deadline = time.monotonic() + 4.0
     while True:
@@ -141,7 +141,7 @@ async def test_pool_exhaustion_queues_briefly_then_503(make_server, pg_server: P
     status, body, _ = await running.post("/query", FIND, key=key)
     waited = time.monotonic() - started
     assert status == 503 and body["code"] == "database_busy"
-    assert 0.4 <= waited < 1.5
+    assert 0.4 <= waited < 2.5
     status, body, _ = await slow
     assert status == 200, body
     status, body, _ = await running.post("/query", FIND, key=key)

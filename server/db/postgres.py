@@ -323,6 +323,9 @@ class PostgresDatabase(Database):
         self.settings = settings
         self._secrets = secrets
         self._pool: asyncpg.Pool | None = None
+        self._connect: dict[str, Any] = {}
+        self._health: asyncpg.Connection | None = None
+        self._health_lock = asyncio.Lock()
         self.role: RoleReport | None = None
         self._shapes: OrderedDict[str, _Shape] = OrderedDict()
         self._numbered: dict[str, tuple[str, list[str]]] = {}
@@ -344,16 +347,16 @@ class PostgresDatabase(Database):
     async def open(self) -> None:
         password = await asyncio.to_thread(database_password, self.target, self._secrets)
         register_secret(password)
+        self._connect = {"dsn": self.target.dsn, "password": password, "ssl": self._ssl(),
+                         "server_settings": {"application_name": "voka-bridge",
+                                             "idle_in_transaction_session_timeout": "60000"}}
         try:
             # min_size=0: no background "restore the floor" task logging tracebacks through an outage;
             # the pool_min connections are opened here instead, and on demand after a restart.
             pool = await asyncpg.create_pool(
-                dsn=self.target.dsn, password=password, ssl=self._ssl(), min_size=0,
-                max_size=self.settings.pool_max, timeout=self.settings.connect_timeout_seconds,
-                max_inactive_connection_lifetime=300.0, statement_cache_size=256,
-                server_settings={"application_name": "voka-bridge",
-                                 "idle_in_transaction_session_timeout": "60000"},
-                init=self._init_connection, reset=self._reset_connection)
+                **self._connect, min_size=0, max_size=self.settings.pool_max,
+                timeout=self.settings.connect_timeout_seconds, max_inactive_connection_lifetime=300.0,
+                statement_cache_size=256, init=self._init_connection, reset=self._reset_connection)
         except Exception as exc:
             raise self._unavailable(exc, connecting=True) from None
         warm = max(1, min(self.settings.pool_min, self.settings.pool_max))
@@ -374,6 +377,9 @@ class PostgresDatabase(Database):
                 "raw_sql": "allowed (opt-in)" if self.settings.allow_privileged_role else "refused"}})
 
     async def close(self) -> None:
+        health, self._health = self._health, None
+        if health is not None:
+            health.terminate()
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -395,13 +401,22 @@ class PostgresDatabase(Database):
         transaction left open before this runs."""
 
     async def ping(self) -> None:
-        con = await self._acquire(2.0)
-        try:
-            await con.fetchval("SELECT 1", timeout=2.0)
-        except BaseException as exc:
-            raise self._translate(exc, raw=False) from None
-        finally:
-            await self._release(con)
+        """A round trip on a connection of its own, so a pool busy with requests never reads as down."""
+        if self._pool is None:
+            raise DatabaseUnavailable("The database is not open.")
+        async with self._health_lock:
+            try:
+                if self._health is None or self._health.is_closed():
+                    self._health = await asyncpg.connect(**self._connect, timeout=min(
+                        2.0, self.settings.connect_timeout_seconds))
+                await self._health.fetchval("SELECT 1", timeout=2.0)
+            except (Exception, asyncio.CancelledError) as exc:
+                if self._health is not None:
+                    self._health.terminate()
+                    self._health = None
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise self._unavailable(exc) from None
 
     # ---- reads -----------------------------------------------------------------------------
     async def read(self, sql: str, params: Params, *, max_rows: int, timeout: float,

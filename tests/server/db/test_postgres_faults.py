@@ -142,6 +142,8 @@ async def test_pool_exhaustion_queues_briefly_then_503(make_server, pg_server: P
     waited = time.monotonic() - started
     assert status == 503 and body["code"] == "database_busy"
     assert 0.4 <= waited < 2.5
+    status, _, _ = await running.get("/health")
+    assert status == 200  # busy is not down: health has a connection of its own
     status, body, _ = await slow
     assert status == 200, body
     status, body, _ = await running.post("/query", FIND, key=key)

@@ -30,6 +30,7 @@ STATUS_TICK_MS = 1000
 class AppController(QObject):
     requestsArrived = Signal(list)     # RequestFinished batches
     statusChanged = Signal(object)     # server.status.Status
+    ticked = Signal()                  # once a second: for labels that follow traffic (tooltips, counts)
     serverStateChanged = Signal(str)
     catalogReloaded = Signal(int)
     keysChanged = Signal()
@@ -134,7 +135,8 @@ class AppController(QObject):
                 notice = self.rules.for_event(event)
                 if notice is not None:
                     self.noticeRaised.emit(notice)
-        self.refresh_status()
+        if len(requests) < len(batch):  # a state or health change: show it now (traffic waits for the tick)
+            self.refresh_status()
 
     def _seed_today(self) -> None:
         """Count requests recorded earlier today, once, through the server's own state connection."""
@@ -174,6 +176,7 @@ class AppController(QObject):
         if status != self.status:
             self.status = status
             self.statusChanged.emit(status)
+        self.ticked.emit()
 
     # ---- keys ----------------------------------------------------------------------------------
     def keys_changed(self) -> None:

@@ -41,7 +41,7 @@ class Tray(QObject):
         self._open = open_dashboard
         controller.statusChanged.connect(self.show_status)
         controller.serverStateChanged.connect(lambda _state: self.show_status(controller.status))
-        controller.requestsArrived.connect(self._refresh_tooltip)
+        controller.ticked.connect(self._refresh_tooltip)
         controller.noticeRaised.connect(self.show_notice)
         self.state = "stopped"
         self.show_status(controller.status)

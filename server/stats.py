@@ -59,6 +59,8 @@ class LiveStats:
         self._today = dt.date.today()
         self.requests_today = 0
         self.last_error = ""
+        self._percentiles: tuple[float | None, float | None] = (None, None)
+        self._percentiles_at = -1
 
     def seed_today(self, count: int) -> None:
         """Requests already recorded today (from state.sqlite3) before this app started watching."""
@@ -93,12 +95,18 @@ class LiveStats:
         return [b for b in self._seconds if b.at > now - seconds]
 
     def snapshot(self) -> Snapshot:
+        """Counts are exact; the percentiles are recomputed at most once a second (they sort a sample)."""
+        now = int(self._clock())
         recent = self._recent(self.recent_seconds)
         count = sum(b.count for b in recent)
         errors = sum(b.errors for b in recent)
-        latencies = sorted(v for b in recent for v in b.latencies)
-        return Snapshot(self.requests_today, count, errors, errors / count if count else 0.0,
-                        _percentile(latencies, 50), _percentile(latencies, 95), self.last_error)
+        if self._percentiles_at != now:
+            latencies = sorted(v for b in recent for v in b.latencies)
+            self._percentiles = (_percentile(latencies, 50), _percentile(latencies, 95))
+            self._percentiles_at = now
+        p50, p95 = self._percentiles
+        return Snapshot(self.requests_today, count, errors, errors / count if count else 0.0, p50, p95,
+                        self.last_error)
 
     def series(self, seconds: int = 300, step: int = 5) -> tuple[list[float], list[float]]:
         """(requests per second, p95 latency ms) per `step`-second slot, oldest first, `seconds` long."""

@@ -83,6 +83,8 @@ class OverviewPage(QWidget):
 
     @Slot()
     def refresh(self, *_args: object) -> None:
+        if not self.isVisible() and self.today_value.text():
+            return  # nobody is looking: skip the chart maths (the first fill always runs)
         controller = self.controller
         status = controller.status
         colour = STATE_COLOURS.get(status.state, "#888")

@@ -11,6 +11,7 @@ INVENTORY = {"name": "check_inventory", "params": {"product_id": "JKT-BLU-M"}}
 
 def test_overview_follows_real_traffic(desktop, qtbot):
     page = desktop.window.show_page("Overview")
+    desktop.window.show()
     url, key = desktop.controller.local_url, desktop.server.first_key
     for _ in range(12):
         assert call(url, "/query", INVENTORY, key=key)[0] == 200
@@ -20,7 +21,8 @@ def test_overview_follows_real_traffic(desktop, qtbot):
     assert "Serving" in page.state_label.text()
     assert page.url_value.text() == url
     assert page.error_value.text() == "0.0 %"  # a refused key is not a server failure
-    assert page.latency_value.text().endswith(" ms") and " / " in page.latency_value.text()
+    qtbot.waitUntil(lambda: page.latency_value.text().endswith(" ms"), timeout=3000)  # refreshed each second
+    assert " / " in page.latency_value.text()
     assert page.database_value.text() == "reachable"
     assert page.rate_chart.peak > 0 and page.latency_chart.peak > 0
     page.resize(800, 600)

@@ -6,7 +6,6 @@ import os
 import socket
 from pathlib import Path
 
-import pytest
 from PySide6.QtGui import QGuiApplication
 
 from app.single_instance import SingleInstance, instance_name
@@ -141,10 +140,17 @@ def test_second_instance_brings_the_first_forward(desktop, qtbot):
         first.release()
 
 
-@pytest.mark.parametrize("home_arg", [True])
-def test_quit_from_tray_stops_the_server(make_desktop, qtbot, home_arg):
+def test_quit_from_tray_stops_the_server(make_desktop, qtbot):
     app = make_desktop()
     port = app.server.bridge.config.server.port
     app.tray.quit_action.trigger()
     assert app.quitting
     assert not port_open(port)
+
+
+def test_repeated_wrong_keys_raise_a_notification(desktop, qtbot):
+    url = desktop.controller.local_url
+    statuses = [call(url, "/query", {"query": "SELECT 1"}, key=f"vbk_bad_guess{i}")[0] for i in range(12)]
+    assert statuses[0] == 401 and statuses[-1] == 429
+    qtbot.waitUntil(lambda: "Repeated failed sign-ins" in desktop.window.notice_bar.text(), timeout=3000)
+    assert "127.0.0.1" in desktop.window.notice_bar.text()

@@ -12,14 +12,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server import __version__
+from server import __version__, tls
 from server.bridge import Bridge
 from server.catalog import Catalog
 from server.config import Config, ConfigError, load_config
 from server.db import open_database
 from server.db.base import Database
 from server.errors import BridgeError
-from server.host import ServerHost
+from server.host import ServerHost, certificate_for
 from server.keys import SCOPES, KeyProblem, KeyStore, parse_scopes
 from server.launch import first_run_keys, prepare
 from server.logs import setup_logging
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_db_parser(sub)
 
+    _add_tls_parser(sub)
+
     gui = sub.add_parser("gui", help="start the desktop app (the default)")
     gui.add_argument("--port", type=int)
     _add_home(gui)
@@ -98,6 +100,9 @@ async def _serve(bridge: Bridge, first_key: str | None) -> int:
         local = url.replace("0.0.0.0", "127.0.0.1")
         print("Try it:\n  curl -X POST " + local + "/query -H \"Content-Type: application/json\" "
               f"-H \"x-api-key: {first_key}\" -d '{{\"query\": \"SELECT * FROM customers LIMIT 5\"}}'")
+    if host.certificate is not None:
+        print(f"TLS certificate {host.certificate.cert_path}\n"
+              f"  SHA-256 fingerprint {host.certificate.fingerprint}")
     print(f"listening on {url}", flush=True)
     try:
         await stop.wait()
@@ -275,12 +280,51 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return run_gui(home=args.home, port=args.port)
 
 
+def _add_tls_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    tls_parser = sub.add_parser("tls", help="HTTPS certificate (self-signed, for serving off loopback)")
+    tls_sub = tls_parser.add_subparsers(dest="tls_command", required=True)
+    generate = tls_sub.add_parser("generate", help="make a new self-signed certificate")
+    generate.add_argument("--name", action="append", default=[], metavar="HOST",
+                          help="a host name or address clients use (repeatable; localhost is always in)")
+    _add_home(generate)
+    show = tls_sub.add_parser("fingerprint", help="show the SHA-256 fingerprint of the certificate in use")
+    show.add_argument("--config", metavar="FILE")
+    _add_home(show)
+
+
+def cmd_tls(args: argparse.Namespace) -> int:
+    """`voka-bridge tls generate|fingerprint`: the certificate and the fingerprint callers can pin."""
+    paths = resolve_paths(args.home)
+    folder = paths.data_dir / tls.FOLDER
+    try:
+        if args.tls_command == "generate":
+            info = tls.generate(folder, tls.default_names(args.name))
+            print(f"Created a self-signed certificate for {', '.join(info.names)}")
+            print(f"  {info.cert_path}\n  valid until {info.not_after:%Y-%m-%d}")
+            print("Serve HTTPS with it: set tls_self_signed = true under [server] in config.toml")
+        else:
+            config = load_config(Path(args.config) if args.config else paths.config_file)
+            found = certificate_for(config, None) if config.server.tls_cert else None
+            if found is None and (folder / tls.CERT_FILE).is_file():
+                found = tls.describe(folder / tls.CERT_FILE, folder / tls.KEY_FILE)
+            if found is None:
+                return _fail("no certificate yet: run `voka-bridge tls generate`, or set [server] "
+                             "tls_cert and tls_key in config.toml")
+            info = found
+            print(info.cert_path)
+        print(f"SHA-256 fingerprint {info.fingerprint}")
+    except (ConfigError, tls.TlsProblem) as exc:
+        return _fail(str(exc))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["gui", *(argv or sys.argv[1:])])
-    handlers = {"serve": cmd_serve, "keys": cmd_keys, "check": cmd_check, "gui": cmd_gui, "db": cmd_db}
+    handlers = {"serve": cmd_serve, "keys": cmd_keys, "check": cmd_check, "gui": cmd_gui, "db": cmd_db,
+                "tls": cmd_tls}
     return handlers[args.command](args)
 
 

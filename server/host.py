@@ -88,7 +88,7 @@ class ServerHost:
 
     async def start(self) -> str:
         config = self.bridge.config
-        self.certificate = certificate_for(config, self.bridge.paths.data_dir / "tls")
+        self.certificate = certificate_for(config, self.bridge.paths.data_dir / tls.FOLDER)
         ssl_context = ssl_context_for(config, self.certificate)
         self.bridge.events.publish(ServerStateChanged("starting"))
         await self.bridge.start()

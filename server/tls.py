@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+FOLDER = "tls"  # inside the data folder
 CERT_FILE = "cert.pem"
 KEY_FILE = "key.pem"
 VALID_DAYS = 825  # the longest validity clients accept for a server certificate

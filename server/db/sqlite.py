@@ -172,6 +172,9 @@ class SqliteDatabase(Database):
             fetched, columns = await conn._execute(_fetch, conn._conn, sql, _bind(params), max_rows + 1)
         except sqlite3.Error as exc:
             raise self._translate(exc, deadline, raw) from None
+        except asyncio.CancelledError:
+            await conn.interrupt()  # a cancelled request (its deadline passed) must not leave it running
+            raise
         finally:
             deadline.at = float("inf")
             self._pool.put_nowait((conn, deadline))

@@ -210,6 +210,8 @@ class KeysPage(QWidget):
                 self.table.selectRow(row)
         if not records:
             self.message.setText("No keys yet. Create one for Voka with “New key…”.")
+        elif self.message.text().startswith("No keys yet"):
+            self.message.clear()
         self._selection_changed()
 
     def selected(self) -> ApiKey | None:

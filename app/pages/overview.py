@@ -12,8 +12,8 @@ from app.icons import STATE_COLOURS
 from app.widgets.chart import LineChart
 
 REFRESH_MS = 1000
-CHART_SECONDS = 300
-CHART_STEP = 5
+CHART_SECONDS = 180
+CHART_STEP = 3
 
 
 def _duration(seconds: float) -> str:

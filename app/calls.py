@@ -75,10 +75,15 @@ class Calls(QObject):
         if callbacks is None:
             return
         on_done, on_error = callbacks
-        if error is not None:
-            if on_error is not None:
-                on_error(error)
-            else:
-                log.error("background call failed: %s", error)
-        elif on_done is not None:
-            on_done(result)
+        try:
+            if error is not None:
+                if on_error is not None:
+                    on_error(error)
+                else:
+                    log.error("background call failed: %s", error)
+            elif on_done is not None:
+                on_done(result)
+        except RuntimeError as exc:  # the widget that asked was closed meanwhile
+            if "already deleted" not in str(exc):
+                raise
+            log.debug("result arrived after its window closed: %s", exc)

@@ -98,5 +98,9 @@ class DesktopApp(QObject):
         if self.wizard is not None:
             self.wizard.close()
         self.tray.hide()
+        for page in self.pages:
+            stop = getattr(page, "stop", None)
+            if stop is not None:
+                stop()
         self.controller.shutdown()
         self.window.close()

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 from app.controller import AppController
 from app.icons import state_icon
 from server.autostart import Autostart, launch_command
+from server.notices import Notice
 from server.status import Status
 
 
@@ -98,11 +99,11 @@ class Tray(QObject):
                                       on_done=self.autostart_action.setChecked)
 
     @Slot(object)
-    def show_notice(self, notice: object) -> None:
+    def show_notice(self, notice: Notice) -> None:
         if self.available and self.icon.isVisible():
-            level = (QSystemTrayIcon.MessageIcon.Critical if getattr(notice, "critical", False)
+            level = (QSystemTrayIcon.MessageIcon.Critical if notice.critical
                      else QSystemTrayIcon.MessageIcon.Information)
-            self.icon.showMessage(notice.title, notice.text, level, 8000)  # type: ignore[attr-defined]
+            self.icon.showMessage(notice.title, notice.text, level, 8000)
 
     @Slot(QSystemTrayIcon.ActivationReason)
     def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:

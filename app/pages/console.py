@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtGui import QFont, QFontDatabase, QGuiApplication
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -22,14 +22,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.controller import AppController
+from app.widgets.fonts import mono
 from app.widgets.param_form import ParamForm
 from server import console, keyadmin
 from server.errors import BridgeError
 from server.keyadmin import UsableKey
-
-
-def mono() -> QFont:
-    return QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
 
 
 class ConsolePage(QWidget):

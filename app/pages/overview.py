@@ -81,6 +81,10 @@ class OverviewPage(QWidget):
         controller.statusChanged.connect(self.refresh)
         self.refresh()
 
+    def stop(self) -> None:
+        """The app is quitting: no more refreshes."""
+        self._timer.stop()
+
     @Slot()
     def refresh(self, *_args: object) -> None:
         if not self.isVisible() and self.today_value.text():

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.controller import AppController
-from app.pages.console import mono
+from app.widgets.fonts import mono
 from app.widgets.param_form import ParamForm
 from app.widgets.sql_highlighter import SqlHighlighter
 from server import console

@@ -39,6 +39,11 @@ def test_gui_command_serves_on_the_port_and_stops_cleanly(tmp_path: Path):
         assert status == 200 and body["data"][0]["quantity"] >= 0
         status, _ = call(f"http://127.0.0.1:{port}", "/query", {"query": "SELECT 1"}, key="wrong")
         assert status == 401
+        second = subprocess.run([sys.executable, "-m", "app", "gui", "--home", str(tmp_path / "h"),
+                                 "--port", str(free_port())], env=env, capture_output=True, text=True,
+                                timeout=60, cwd=Path(__file__).resolve().parents[2])
+        assert second.returncode == 0 and "already running" in second.stderr  # one instance per home
+        assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         with socket.socket() as sock:

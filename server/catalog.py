@@ -193,6 +193,9 @@ def param_schema(spec: ParamSpec) -> dict[str, Any]:
         schema["minimum"] = _number(spec.min)
     if spec.max is not None:
         schema["maximum"] = _number(spec.max)
+    if spec.type == "integer":  # what every database column (and the body parser) can hold
+        schema.setdefault("minimum", -(2**63))
+        schema.setdefault("maximum", 2**63 - 1)
     if spec.min_length is not None:
         schema["minLength"] = spec.min_length
     if spec.max_length is not None:

@@ -30,7 +30,7 @@ def test_default_catalog_has_the_five_demo_tools(tmp_path: Path) -> None:
     assert schema["additionalProperties"] is False
     assert schema["properties"]["phone"]["pattern"] == r"^\+?[0-9]{7,15}$"
     assert catalog.get("get_order_status").input_schema["properties"]["order_id"] == {
-        "type": "integer", "description": "Order number", "minimum": 1}
+        "type": "integer", "description": "Order number", "minimum": 1, "maximum": 2**63 - 1}
 
 
 BROKEN = [

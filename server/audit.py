@@ -12,12 +12,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from server.events import RequestFinished
+from server.logs import redact
 
 log = logging.getLogger(__name__)
 
 AUDIT_COLUMNS = ("ts", "key_id", "key_name", "client", "method", "route", "protocol", "tool", "status",
                  "duration_ms", "rows", "error_code", "detail")
 _MAX_PENDING = 100_000
+
+
+def _row(entry: RequestFinished) -> tuple[Any, ...]:
+    """The audit row, masked: a caller may paste a key or password into a path or a tool name, and the
+    row outlives the request (done here, on the writer thread, to keep it off the request path)."""
+    return tuple(redact(value) if isinstance(value, str) else value
+                 for value in (getattr(entry, column) for column in AUDIT_COLUMNS))
 
 
 class AuditLog:
@@ -82,7 +90,7 @@ class AuditLog:
             self._conn.execute("BEGIN")
             self._conn.executemany(
                 f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' * width)})",
-                [tuple(getattr(entry, column) for column in AUDIT_COLUMNS) for entry in batch])
+                [_row(entry) for entry in batch])
             if self._on_flush:
                 self._on_flush(batch)
 

@@ -5,6 +5,8 @@ Adapters (REST, MCP) turn these into their own wire format; nothing else decides
 
 from __future__ import annotations
 
+from server.logs import redact
+
 
 class BridgeError(Exception):
     """A failure meant for the caller: the message is safe to show (no secrets, no internals)."""
@@ -14,6 +16,7 @@ class BridgeError(Exception):
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
                  headers: dict[str, str] | None = None) -> None:
+        message = redact(message)  # a caller's pasted key or password is never echoed back (or logged)
         super().__init__(message)
         self.message = message
         if code is not None:

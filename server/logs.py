@@ -12,6 +12,7 @@ import threading
 import time
 from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 from server.config import LogSettings
 
@@ -19,8 +20,10 @@ from server.config import LogSettings
 _PATTERNS = [
     ("vbk_", re.compile(r"vbk_[A-Za-z0-9]+_[A-Za-z0-9_-]+"), "vbk_***"),
     ("://", re.compile(r"(?i)(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@"), r"\1***@"),
-    ("password", re.compile(r"(?i)(password\s*[=:]\s*)\S+"), r"\1***"),
-    ("api-key", re.compile(r"(?i)(x-api-key['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1***"),
+    # `password=x`, `"password": "x"`, `passwd: x`, `?password=x&` (also in JSON and query strings)
+    ("pass", re.compile(r"(?i)(pass(?:word|wd)?['\"]?\s*[=:]\s*['\"]?)[^'\"\s,;&}]+"), r"\1***"),
+    ("secret", re.compile(r"(?i)(secret['\"]?\s*[=:]\s*['\"]?)[^'\"\s,;&}]+"), r"\1***"),
+    ("api", re.compile(r"(?i)(api[_-]?key['\"]?\s*[:=]\s*['\"]?)[^'\"\s,;&}]+"), r"\1***"),
     ("bearer", re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
 ]
 _known_secrets: set[str] = set()
@@ -28,10 +31,13 @@ _lock = threading.Lock()
 
 
 def register_secret(secret: str | None) -> None:
-    """Remember a secret that has no recognisable shape (MCP_API_KEY, a password) to mask it."""
+    """Remember a secret that has no recognisable shape (MCP_API_KEY, a password) to mask it, also as it
+    looks inside a JSON string or a URL (escaped, percent-encoded)."""
     if secret and len(secret) >= 4:
+        forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+                 quote(secret, safe=""), quote_plus(secret)}
         with _lock:
-            _known_secrets.add(secret)
+            _known_secrets.update(forms)
 
 
 def redact(text: str) -> str:

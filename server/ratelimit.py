@@ -39,7 +39,7 @@ class RateLimiter:
     """A token bucket per key: `requests` tokens, refilled evenly over `window_seconds`.
 
     A key's own limit overrides the default. Buckets are independent, so one key's flood never
-    slows another.
+    slows another. Callers without a key get one bucket per client address (`address:` keys).
     """
 
     def __init__(self, requests: int, window_seconds: float) -> None:
@@ -51,6 +51,8 @@ class RateLimiter:
         capacity = limit or self.requests
         rate = capacity / self.window
         now = time.monotonic()
+        if len(self._buckets) > _MAX_TRACKED_CLIENTS:
+            self._prune(now)
         tokens, last = self._buckets.get(key, (float(capacity), now))
         tokens = min(capacity, tokens + (now - last) * rate)
         if tokens >= 1:
@@ -60,6 +62,10 @@ class RateLimiter:
         self._buckets[key] = (tokens, now)
         wait = math.ceil((1 - tokens) / rate)
         return Decision(False, capacity, 0, math.ceil((capacity - tokens) / rate), max(wait, 1))
+
+    def _prune(self, now: float) -> None:
+        """Forget buckets idle for a whole window: they would be full again anyway."""
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < self.window}
 
 
 class TooManyInFlight(Exception):

@@ -62,9 +62,24 @@ def authenticate(request: web.Request) -> Principal | None:
     return principal
 
 
+def _limit_anonymous(request: web.Request) -> None:
+    """Callers without a key share one bucket per address: probes of /health (a database round trip)
+    or floods of keyless requests cannot run unbounded. Keyed callers never touch this bucket."""
+    bridge = request.app[BRIDGE]
+    decision = bridge.limiter.check("address:" + request["voka.client"])
+    if not decision.allowed:
+        window = bridge.limiter.window
+        context(request).detail["reason"] = (f"over {decision.limit} requests per {window:g} s without a key "
+                                             "from this address")
+        raise RateLimited("Too many requests without an API key from this address; retry in "
+                          f"{decision.retry_after} s.", headers=decision.headers(bridge.limiter.window))
+
+
 @web.middleware
 async def auth_and_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
     if (request.method, request.path) in PUBLIC or request.method == "OPTIONS":
+        if presented_key(request) is None:
+            _limit_anonymous(request)
         return await handler(request)
     bridge = request.app[BRIDGE]
     client = request["voka.client"]
@@ -75,6 +90,8 @@ async def auth_and_limits(request: web.Request, handler: Handler) -> web.StreamR
                           code="auth_throttled", headers={"Retry-After": str(int(blocked) + 1)})
     principal = authenticate(request)
     if principal is None:
+        if presented_key(request) is None:
+            _limit_anonymous(request)
         raise Unauthorized(headers={"WWW-Authenticate": 'Bearer realm="voka-bridge"'})
     context(request).principal = principal
     decision = bridge.limiter.check(principal.key_id, principal.rate_limit)

@@ -220,3 +220,23 @@ async def test_oversized_bodies_are_refused_before_they_are_read(make_server: Se
                              read_timeout=10)
     assert status_of(raw) == 413
     assert json.loads(body_of(raw))["code"] == "payload_too_large"
+
+
+async def test_keyless_callers_get_one_bucket_per_address(make_server: ServerFactory) -> None:
+    running = await make_server({"server": {"trust_forwarded_for": True},
+                                 "rate_limit": {"requests": 5, "window_seconds": 60}})
+    key = await running.create_key("k", ("query",))
+    prober = {"X-Forwarded-For": "198.51.100.20"}
+
+    async def health(headers: dict[str, str]) -> int:
+        async with running.session.get(running.url + "/health", headers=headers) as response:
+            return response.status
+
+    statuses = [await health(prober) for _ in range(5)]
+    statuses += [(await running.post("/query", INVENTORY, headers=prober))[0] for _ in range(2)]
+    assert statuses == [200] * 5 + [429, 429]  # /health costs a database round trip: not unbounded
+    # A key from the same address has its own bucket, and another keyless address is untouched.
+    assert (await running.post("/query", INVENTORY, key=key, headers=prober))[0] == 200
+    assert await health({"X-Forwarded-For": "198.51.100.21"}) == 200
+    row = next(r for r in await audit_rows(running.bridge) if r["status"] == 429)
+    assert row["client"] == "198.51.100.20" and "without a key" in row["detail"]

@@ -240,3 +240,27 @@ async def test_keyless_callers_get_one_bucket_per_address(make_server: ServerFac
     assert await health({"X-Forwarded-For": "198.51.100.21"}) == 200
     row = next(r for r in await audit_rows(running.bridge) if r["status"] == 429)
     assert row["client"] == "198.51.100.20" and "without a key" in row["detail"]
+
+
+async def test_an_mcp_event_stream_outlives_the_request_deadline(make_server: ServerFactory) -> None:
+    running = await make_server({"limits": {"request_timeout_seconds": 1}})
+    key = await running.create_key("k", ("query",))
+    headers = {"x-api-key": key, "Accept": "application/json, text/event-stream"}
+    async with running.session.post(running.url + "/mcp", headers=headers, json={
+            "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"}}}) as response:
+        assert response.status == 200
+        session = {"Mcp-Session-Id": response.headers["Mcp-Session-Id"], "MCP-Protocol-Version": "2025-06-18"}
+    async with running.session.post(running.url + "/mcp", headers={**headers, **session}, json={
+            "jsonrpc": "2.0", "method": "notifications/initialized"}) as response:
+        assert response.status == 202
+    async with running.session.get(running.url + "/mcp", headers={**headers, **session}) as stream:
+        assert stream.status == 200 and stream.content_type == "text/event-stream"
+        await asyncio.sleep(2.5)  # well past the 1 s deadline that bounds ordinary requests
+        await running.bridge.reload_catalog()  # the server now has something to say on the stream
+        received = b""
+        while b"list_changed" not in received:
+            line = await asyncio.wait_for(stream.content.readline(), 10)
+            assert line, f"the stream was closed; got {received!r}"
+            received += line

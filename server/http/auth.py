@@ -14,7 +14,7 @@ from server.keys import Principal
 from server.ratelimit import ConcurrencyLimiter, TooManyInFlight
 
 log = logging.getLogger("server.auth")
-PUBLIC = {("GET", "/health"), ("GET", "/openapi.json")}
+PUBLIC = {("GET", "/health"), ("HEAD", "/health"), ("GET", "/openapi.json")}
 CONCURRENCY = web.AppKey("concurrency", ConcurrencyLimiter)
 
 

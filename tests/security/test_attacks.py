@@ -261,3 +261,14 @@ async def test_errors_never_echo_internals_or_secrets(server: RunningServer) -> 
         assert str(server.bridge.paths.data_dir) not in text and analyst not in text
         assert not any(secret in text for secret in server.keys.values())
         assert response.headers["Content-Type"].startswith("application/json")
+
+
+async def test_only_health_and_the_api_description_are_public(server: RunningServer) -> None:
+    public = [("GET", "/health"), ("HEAD", "/health"), ("GET", "/openapi.json")]
+    for method, path in public:
+        async with server.session.request(method, server.url + path) as response:
+            assert response.status == 200, (method, path)
+    for method, path in [("POST", "/"), ("POST", "/query"), ("POST", "/action"), ("POST", "/mcp"),
+                         ("GET", "/mcp"), ("DELETE", "/mcp")]:
+        async with server.session.request(method, server.url + path, json={}) as response:
+            assert response.status == 401, (method, path)

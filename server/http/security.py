@@ -8,6 +8,7 @@ byte by byte, a handler that hangs) is answered and audited instead of holding a
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 from urllib.parse import urlsplit
@@ -73,6 +74,13 @@ def host_allowed(host_header: str, patterns: list[str]) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=1024)
+def _answers_to(host: str, bind_host: str, public_url: str, origins: tuple[str, ...]) -> bool:
+    """host_allowed for the current settings, remembered: the same few Host values arrive all day."""
+    settings = ServerSettings(host=bind_host, public_url=public_url, allowed_origins=list(origins))
+    return host_allowed(host, allowed_hosts(settings))
+
+
 def lift_deadline(request: web.Request) -> None:
     """A response that streams on purpose (an MCP event stream) lives as long as its client wants."""
     deadline: asyncio.Timeout | None = request.get(DEADLINE)
@@ -85,7 +93,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     bridge = request.app[BRIDGE]
     settings = bridge.config.server
     host = request.headers.get("Host")
-    if settings.is_loopback and host is not None and not host_allowed(host, allowed_hosts(settings)):
+    if settings.is_loopback and host is not None and not _answers_to(
+            host, settings.host, settings.public_url, tuple(settings.allowed_origins)):
         _warn_host(request.app, host)
         context(request).detail["reason"] = "host not allowed"
         raise Forbidden("This server does not answer to that host name. If a tunnel or proxy forwards "

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from server.events import RequestFinished
-from server.logs import redact
+from server.logs import log_requests, redact
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class AuditLog:
                 [_row(entry) for entry in batch])
             if self._on_flush:
                 self._on_flush(batch)
+        log_requests(batch)
 
     def recent(self, limit: int = 100, before_id: int | None = None) -> list[dict[str, Any]]:
         """Newest first; for history paging in the app and for `keys list`-style reports."""

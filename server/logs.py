@@ -10,8 +10,10 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 from server.config import LogSettings
@@ -74,6 +76,34 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         record._voka_json = redact(json.dumps(entry, default=str, ensure_ascii=False))
         return record._voka_json  # type: ignore[no-any-return]
+
+
+_access = logging.getLogger("server.access")
+_ACCESS_FIELDS = (("method", "method"), ("route", "route"), ("status", "status"), ("client", "client"),
+                  ("key", "key_name"), ("tool", "tool"), ("ms", "duration_ms"), ("rows", "rows"),
+                  ("code", "error_code"), ("reason", "detail"))
+
+
+def log_requests(entries: Sequence[Any]) -> None:
+    """One JSON line per request in combined.log (5xx ones also in error.log), handed over as one
+    record per batch: the request path only appends to the audit buffer, and the audit writer calls
+    this with each batch it saves."""
+    if not _access.isEnabledFor(logging.INFO):
+        return
+    ok: list[str] = []
+    failed: list[str] = []
+    for entry in entries:
+        error = entry.status >= 500
+        line = {"time": entry.ts.replace("+00:00", "Z"), "level": "error" if error else "info",
+                "logger": _access.name, "message": "request"}
+        line.update((name, getattr(entry, attr)) for name, attr in _ACCESS_FIELDS)
+        (failed if error else ok).append(json.dumps(line, default=str, ensure_ascii=False))
+    for level, lines in ((logging.INFO, ok), (logging.ERROR, failed)):
+        if lines:
+            text = redact("\n".join(lines))
+            record = _access.makeRecord(_access.name, level, __file__, 0, text, None, None)
+            record._voka_json = text
+            _access.handle(record)
 
 
 class _Human(logging.Formatter):

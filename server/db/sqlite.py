@@ -15,6 +15,7 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_F
                     getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
 _FORBIDDEN_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
 _PROGRESS_STEPS = 2000
+INLINE_BUDGET = 0.002  # seconds a read may hold the event loop before it moves to a worker thread
 log = logging.getLogger(__name__)
 
 
@@ -46,6 +48,12 @@ def _read_only_authorizer(action: int, arg1: str | None, arg2: str | None, _db: 
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _FORBIDDEN_FUNCTIONS:
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
+
+
+def _needs_more_time(exc: sqlite3.OperationalError, timeout: float) -> bool:
+    """Interrupted by the inline budget (not the caller's limit), or the file was briefly locked."""
+    message = str(exc)
+    return timeout > INLINE_BUDGET and (message == "interrupted" or "locked" in message or "busy" in message)
 
 
 class _Deadline:
@@ -100,12 +108,39 @@ def _constraint_message(message: str) -> str:
 
 def _fetch(conn: sqlite3.Connection, sql: str, params: dict[str, Any], limit: int
            ) -> tuple[list[tuple[Any, ...]], list[str]]:
-    """Runs on the connection's own thread: at most `limit` rows, never the whole result."""
+    """At most `limit` rows, never the whole result."""
     cursor = conn.execute(sql, params)
     try:
         return cursor.fetchmany(limit), [d[0] for d in cursor.description or ()]
     finally:
         cursor.close()
+
+
+def _fetch_patiently(conn: sqlite3.Connection, deadline: _Deadline, sql: str, params: dict[str, Any],
+                     limit: int) -> tuple[list[tuple[Any, ...]], list[str]]:
+    """The worker-thread path: like _fetch, but waits out a briefly locked file until the deadline."""
+    while True:
+        try:
+            return _fetch(conn, sql, params, limit)
+        except sqlite3.OperationalError as exc:
+            locked = "locked" in str(exc) or "busy" in str(exc)
+            if not locked or deadline.expired():
+                raise
+            time.sleep(0.005)
+
+
+def _open_reader(path: Path) -> tuple[sqlite3.Connection, _Deadline]:
+    """A read-only connection: mode=ro, query_only, the authorizer, and a deadline-checking handler.
+
+    busy_timeout stays 0 so a read tried on the event loop never sleeps there; the worker path waits.
+    """
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute("PRAGMA query_only=ON")
+    conn.set_authorizer(_read_only_authorizer)
+    deadline = _Deadline()
+    conn.set_progress_handler(deadline, _PROGRESS_STEPS)
+    return conn, deadline
 
 
 class SqliteDatabase(Database):
@@ -118,8 +153,9 @@ class SqliteDatabase(Database):
         self._writer: aiosqlite.Connection | None = None
         self._writer_deadline = _Deadline()
         self._write_lock = asyncio.Lock()
-        self._pool: asyncio.Queue[tuple[aiosqlite.Connection, _Deadline]] = asyncio.Queue()
-        self._readers: list[aiosqlite.Connection] = []
+        self._pool: asyncio.Queue[tuple[sqlite3.Connection, _Deadline]] = asyncio.Queue()
+        self._readers: list[sqlite3.Connection] = []
+        self._read_threads: ThreadPoolExecutor | None = None
 
     def describe(self) -> str:
         return f"SQLite file {self.path}"
@@ -133,14 +169,9 @@ class SqliteDatabase(Database):
                            "synchronous=NORMAL"):
                 await self._writer.execute(f"PRAGMA {pragma}")
             await self._writer.set_progress_handler(self._writer_deadline, _PROGRESS_STEPS)
+            self._read_threads = ThreadPoolExecutor(self._readers_wanted, thread_name_prefix="sqlite-read")
             for _ in range(self._readers_wanted):
-                reader = await aiosqlite.connect(f"{self.path.as_uri()}?mode=ro", uri=True,
-                                                 isolation_level=None)
-                await reader.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-                await reader.execute("PRAGMA query_only=ON")
-                await reader.set_authorizer(_read_only_authorizer)
-                deadline = _Deadline()
-                await reader.set_progress_handler(deadline, _PROGRESS_STEPS)
+                reader, deadline = _open_reader(self.path)
                 self._readers.append(reader)
                 self._pool.put_nowait((reader, deadline))
         except sqlite3.Error as exc:
@@ -148,11 +179,17 @@ class SqliteDatabase(Database):
             raise DatabaseUnavailable(f"Cannot open the SQLite file {self.path}: {exc}") from None
 
     async def close(self) -> None:
-        for conn in [*self._readers, self._writer]:
-            if conn is not None:
-                with suppress(sqlite3.Error, ValueError):
-                    await conn.close()
+        if self._read_threads is not None:
+            self._read_threads.shutdown(wait=True)
+            self._read_threads = None
+        for reader in self._readers:
+            with suppress(sqlite3.Error):
+                reader.close()
         self._readers.clear()
+        self._pool = asyncio.Queue()
+        if self._writer is not None:
+            with suppress(sqlite3.Error, ValueError):
+                await self._writer.close()
         self._writer = None
 
     async def ping(self) -> None:
@@ -162,24 +199,45 @@ class SqliteDatabase(Database):
 
     async def read(self, sql: str, params: Params, *, max_rows: int, timeout: float,
                    raw: bool = False) -> Rows:
-        if not self._readers:
+        """Try the read on the event loop for at most INLINE_BUDGET (a point lookup takes microseconds,
+        and skipping the thread hop avoids GIL hand-offs that dominate latency under load); a read that
+        needs longer is interrupted by SQLite and run again on a worker thread under the full limit.
+        Reads change nothing, so running one again is safe."""
+        if not self._readers or self._read_threads is None:
             raise DatabaseUnavailable("The database is not open.")
         conn, deadline = await self._pool.get()
-        deadline.at = time.monotonic() + timeout
+        started = time.monotonic()
+        bound = _bind(params)
         try:
-            # One hop to the connection's thread for execute + fetch + close (aiosqlite's public cursor
-            # API costs three, which is most of a point lookup's latency under load).
-            fetched, columns = await conn._execute(_fetch, conn._conn, sql, _bind(params), max_rows + 1)
+            deadline.at = started + min(timeout, INLINE_BUDGET)
+            try:
+                fetched, columns = _fetch(conn, sql, bound, max_rows + 1)
+            except sqlite3.OperationalError as exc:
+                if not _needs_more_time(exc, timeout):
+                    raise
+                deadline.at = started + timeout
+                fetched, columns = await self._on_worker(conn, deadline, sql, bound, max_rows + 1)
         except sqlite3.Error as exc:
             raise self._translate(exc, deadline, raw) from None
-        except asyncio.CancelledError:
-            await conn.interrupt()  # a cancelled request (its deadline passed) must not leave it running
-            raise
         finally:
             deadline.at = float("inf")
             self._pool.put_nowait((conn, deadline))
         truncated = len(fetched) > max_rows
         return Rows(columns, [dict(zip(columns, row, strict=False)) for row in fetched[:max_rows]], truncated)
+
+    async def _on_worker(self, conn: sqlite3.Connection, deadline: _Deadline, sql: str,
+                         bound: dict[str, Any], limit: int) -> tuple[list[tuple[Any, ...]], list[str]]:
+        """Run on a worker thread; a cancelled caller interrupts the statement and waits for the
+        thread to let go of the connection before it goes back to the pool."""
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(self._read_threads, _fetch_patiently, conn, deadline, sql, bound, limit)
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            conn.interrupt()
+            with suppress(sqlite3.Error):
+                await work
+            raise
 
     @asynccontextmanager
     async def transaction(self, *, timeout: float) -> AsyncIterator[_SqliteTransaction]:

@@ -110,11 +110,5 @@ def _finish(request: web.Request, ctx: CallContext, client: str, response: web.S
         response_body=response_text[:BODY_PREVIEW] if response_text else None,
         detail=str(ctx.detail["reason"])[:200] if "reason" in ctx.detail else None,
     )
-    bridge.audit.record(entry)
+    bridge.audit.record(entry)  # the audit writer also puts the request's line in combined.log
     bridge.events.publish(entry)
-    if log.isEnabledFor(logging.INFO):
-        level = logging.ERROR if response.status >= 500 else logging.INFO
-        log.log(level, "request", extra={"fields": {
-            "method": entry.method, "route": entry.route, "status": entry.status, "client": client,
-            "key": entry.key_name, "tool": entry.tool, "ms": entry.duration_ms, "rows": entry.rows,
-            "code": entry.error_code}})

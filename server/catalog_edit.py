@@ -8,8 +8,6 @@ the caller then swaps it in with `Bridge.reload_catalog()`.
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from tomlkit.toml_document import TOMLDocument
 
 from server.catalog import TOOL_NAME, Catalog
 from server.config import ConfigError
+from server.files import atomic_write_text
 
 ToolSpecDict = dict[str, Any]
 
@@ -128,15 +127,7 @@ class CatalogDocument:
     def save(self) -> Catalog:
         """Validate, then replace tools.toml atomically; returns the catalog that was written."""
         catalog = self.catalog()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".tools-", suffix=".toml", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(tomlkit.dumps(self.doc))
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.path, tomlkit.dumps(self.doc))
         return catalog
 
     def text(self) -> str:

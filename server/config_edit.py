@@ -6,8 +6,6 @@ tomlkit keeps the owner's comments. Secrets never go in: a database URL carrying
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -17,6 +15,7 @@ from pydantic import ValidationError
 from tomlkit.toml_document import TOMLDocument
 
 from server.config import Config, ConfigError, describe_validation_error
+from server.files import atomic_write_text
 
 
 def url_has_password(url: str) -> bool:
@@ -74,15 +73,7 @@ class ConfigDocument:
     def save(self) -> Config:
         """Validate, then replace config.toml atomically (nothing is written when invalid)."""
         config = self.validate()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(tomlkit.dumps(self.doc))
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.path, tomlkit.dumps(self.doc))
         return config
 
 

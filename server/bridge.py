@@ -91,7 +91,8 @@ class Bridge:
                 "database": self._db.describe(), "error": exc.message}})
             self._set_health(False, exc.message)
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._watch_keys(), name="key-watcher"),
+        self._tasks = [loop.create_task(self._prune_audit(), name="audit-pruner"),
+                       loop.create_task(self._watch_keys(), name="key-watcher"),
                        loop.create_task(self._watch_health(), name="health-watcher")]
 
     async def stop(self) -> None:
@@ -156,6 +157,17 @@ class Bridge:
             (log.info if healthy else log.error)("health changed", extra={"fields": {
                 "healthy": healthy, "detail": detail}})
             self.events.publish(HealthChanged(healthy, detail))
+
+    async def _prune_audit(self, interval: float = 3600.0) -> None:
+        """Keep the audit log to `[logging] audit_retention_days`: at start, then hourly."""
+        while True:
+            try:
+                removed = await self.on_state(self.audit.prune, self.config.logging.audit_retention_days)
+                if removed:
+                    log.info("audit rows past retention removed", extra={"fields": {"rows": removed}})
+            except Exception:
+                log.exception("pruning the audit log failed")
+            await asyncio.sleep(interval)
 
     async def _watch_health(self, interval: float = 5.0) -> None:
         while True:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import sqlite3
 from pathlib import Path
 
 from server.config import LogSettings
 from server.logs import redact, register_secret, setup_logging, stop_logging
+from server.state import connect_state
 
 
 def test_redact_masks_every_secret_shape() -> None:
@@ -37,3 +40,20 @@ def test_files_are_json_lines_rotated_and_masked(tmp_path: Path) -> None:
     assert [(e["level"], e["message"], e["dsn"]) for e in errors] == [("error", "boom", "postgresql://u:***@h/db")]
     everything = b"".join(p.read_bytes() for p in tmp_path.glob("*.log*"))
     assert b"SECRETSECRET" not in everything and b"pw123" not in everything
+
+
+async def test_audit_rows_past_retention_are_pruned_at_start(make_server, home) -> None:
+    conn = connect_state(home.state_db)
+    with conn:
+        conn.execute("INSERT INTO audit (ts, method, route, status, duration_ms) VALUES "
+                     "('2020-01-01T00:00:00+00:00', 'POST', '/query', 200, 1.0), "
+                     "('2999-01-01T00:00:00+00:00', 'POST', '/query', 200, 1.0)")
+    conn.close()
+    running = await make_server({"logging": {"audit_retention_days": 30}})
+    for _ in range(50):
+        rows = sqlite3.connect(home.state_db).execute("SELECT ts FROM audit ORDER BY ts").fetchall()
+        if len(rows) == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert rows == [("2999-01-01T00:00:00+00:00",)]
+    assert running.bridge.config.logging.audit_retention_days == 30

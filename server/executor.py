@@ -138,7 +138,7 @@ class ToolExecutor:
         last = Rows([], [])
         async with db.transaction(timeout=self.bridge.config.limits.query_timeout_seconds) as tx:
             for step in tool.steps:
-                last = await self._step(tx, step, db.engine, bound)
+                last = await self.run_step(tx, step, db.engine, bound)
         self.clear_cache()  # a write may change what cached queries would answer
         if last.rows:
             return Outcome(_decode_json_columns(dict(last.rows[0]), tool.json_columns), len(last.rows),
@@ -146,7 +146,9 @@ class ToolExecutor:
         return Outcome({"changes": max(last.changes, 0)}, max(last.changes, 0), kind="action")
 
     @staticmethod
-    async def _step(tx: Transaction, step: Step, engine: str, bound: dict[str, Any]) -> Rows:
+    async def run_step(tx: Transaction, step: Step, engine: str, bound: dict[str, Any]) -> Rows:
+        """One action step inside an open transaction, with its refusal rules (also used by the
+        Tools page's rolled-back test run, so a test behaves exactly like a real call)."""
         result = await tx.execute(step.sql_for(engine), bound)
         if step.fail_if_rows and result.rows:
             values = {**bound, **result.rows[0]}

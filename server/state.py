@@ -63,10 +63,25 @@ def connect_state(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-        conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;")
+    if conn.execute("PRAGMA user_version").fetchone()[0] < len(_MIGRATIONS):
+        _migrate(conn)
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply pending migrations under one write lock, re-reading the version inside it: two threads or
+    processes opening a new state file at once must not both create its tables."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            for statement in filter(None, (part.strip() for part in script.split(";"))):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def data_version(conn: sqlite3.Connection) -> int:

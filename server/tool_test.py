@@ -52,7 +52,7 @@ async def try_tool(bridge: Bridge, tool: Tool, args: dict[str, Any]) -> TryResul
     try:
         async with db.transaction(timeout=limits.query_timeout_seconds) as tx:
             for step in tool.steps:
-                last = await ToolExecutor._step(tx, step, db.engine, bound)
+                last = await ToolExecutor.run_step(tx, step, db.engine, bound)
             raise _RollBack
     except _RollBack:
         pass

@@ -44,6 +44,8 @@ def describe(event: RequestFinished, audit_id: int | None = None) -> str:
              f"Time: {event.ts}", f"Key: {event.key_name or 'none'}", f"Client: {event.client}",
              f"Protocol: {event.protocol}", f"Tool: {event.tool or '—'}",
              f"Duration: {event.duration_ms:.1f} ms", f"Rows: {'—' if event.rows is None else event.rows}"]
+    if event.detail:
+        lines.insert(1, f"Reason: {event.detail}")
     if event.request_body is None and event.response_body is None:
         lines += ["", "Bodies are shown only for requests made while the app is open; the history keeps "
                   "the summary above."]

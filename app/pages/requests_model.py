@@ -81,7 +81,9 @@ class RequestsModel(QAbstractTableModel):
             return _RIGHT
         if role == _TOOLTIP:
             event = self.event_at(index.row())
-            return event.ts if column == 0 else event.error_code if column == 5 else None
+            if column == 5:
+                return "  ".join(t for t in (event.error_code, event.detail) if t) or None
+            return event.ts if column == 0 else None
         return None
 
     # ---- feeding -------------------------------------------------------------------------------
@@ -175,7 +177,7 @@ class RequestsFilter(QSortFilterProxyModel):
             return False
         if self.text:
             haystack = " ".join(str(v) for v in (event.client, event.route, event.tool, event.key_name,
-                                                 event.error_code, event.status) if v).lower()
+                                                 event.error_code, event.detail, event.status) if v).lower()
             return self.text in haystack
         return True
 

@@ -79,7 +79,9 @@ def test_filters_pause_and_csv_export(desktop, qtbot, tmp_path: Path):
 
 def _fill_audit(state_db: Path, count: int) -> None:
     conn = connect_state(state_db)
-    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    # Recent enough to survive the audit retention the server applies at start.
+    base = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).replace(hour=0, minute=0, second=0,
+                                                                   microsecond=0)
     conn.executemany(
         "INSERT INTO audit (ts, key_id, key_name, client, method, route, protocol, tool, status, duration_ms,"
         " rows, error_code) VALUES (?, 'k1', 'old-key', '10.0.0.7', 'POST', '/query', 'rest', 'check_inventory',"
@@ -94,13 +96,14 @@ def test_history_pages_in_from_the_audit_log(make_desktop, app_home, qtbot):
     app = make_desktop()
     page = app.window.show_page("Requests")
     qtbot.waitUntil(lambda: page.model.rowCount() == 200, timeout=5000)
-    assert page.model.event_at(0).ts.startswith("2026-01-01T00:07:29")  # the newest first
+    day = page.model.event_at(0).ts[:10]
+    assert page.model.event_at(0).ts.startswith(f"{day}T00:07:29")  # the newest first
     page.older_button.click()
     qtbot.waitUntil(lambda: page.model.rowCount() == 400, timeout=5000)
     assert page.model.paused
     page.older_button.click()
     qtbot.waitUntil(lambda: page.model.rowCount() == 450, timeout=5000)
-    assert page.model.event_at(449).ts.startswith("2026-01-01T00:00:00")
+    assert page.model.event_at(449).ts.startswith(f"{day}T00:00:00")
     page.older_button.click()
     qtbot.waitUntil(lambda: "no older requests" in page.counter.text(), timeout=5000)
 
@@ -176,3 +179,32 @@ def test_burst_of_5000_requests_never_stalls_the_window(make_desktop, app_home, 
     assert app.controller.pump.pending == 0 and app.controller.pump.dropped == 0
     assert app.controller.stats.snapshot().requests_today >= 5000
     assert _rss_mb() - rss_before < 150
+
+
+def test_detail_pane_shows_why_a_request_was_refused(desktop, qtbot):
+    page = desktop.window.show_page("Requests")
+    status, body = call(desktop.controller.local_url, "/query", INVENTORY, key="vbk_nope_wrong")
+    assert status == 401 and body["error"] == "Unauthorized"  # the caller never learns why
+    qtbot.waitUntil(lambda: page.proxy.rowCount() >= 1, timeout=2000)
+    page.table.selectRow(0)
+    text = page.detail.toPlainText()
+    assert "401" in text and "Reason: unknown key id" in text
+    page.search.setText("unknown key")
+    assert page.proxy.rowCount() == 1
+
+
+def test_detail_pane_shows_the_reason_of_a_history_row(make_desktop, app_home, qtbot):
+    app_home.ensure()
+    conn = connect_state(app_home.state_db)
+    conn.execute(
+        "INSERT INTO audit (ts, key_id, key_name, client, method, route, protocol, tool, status, duration_ms,"
+        " rows, error_code, detail) VALUES (?, 'k9', NULL, '10.0.0.9', 'POST',"
+        " '/query', 'rest', NULL, 401, 0.4, NULL, 'unauthorized', 'revoked key k9')",
+        ((dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat(timespec="milliseconds"),))
+    conn.close()
+    app = make_desktop()
+    page = app.window.show_page("Requests")
+    qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=5000)
+    page.table.selectRow(0)
+    text = page.detail.toPlainText()
+    assert "Reason: revoked key k9" in text and "10.0.0.9" in text

@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("key", metavar="ID_OR_NAME")
     _add_home(revoke)
+    rename = keys_sub.add_parser("rename", help="give a key a new name (its secret stays the same)")
+    rename.add_argument("key", metavar="ID_OR_NAME")
+    rename.add_argument("new_name", metavar="NEW_NAME")
+    _add_home(rename)
     rotate = keys_sub.add_parser("rotate", help="new secret; the old one works for a grace period")
     rotate.add_argument("key", metavar="ID_OR_NAME")
     rotate.add_argument("--grace", type=float, default=24.0, metavar="HOURS")
@@ -165,6 +169,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
         elif args.keys_command == "revoke":
             record = store.revoke(args.key)
             print(f"Revoked key {record.name!r} (id {record.id}); it stops working at once.")
+        elif args.keys_command == "rename":
+            old_name = store.find(args.key).name
+            record = store.rename(args.key, args.new_name)
+            print(f"Renamed key {old_name!r} to {record.name!r} (id {record.id}); its secret is unchanged.")
         elif args.keys_command == "rotate":
             record, secret = store.rotate(args.key, args.grace)
             until = (f"until {record.old_expires_at.isoformat()}" if record.old_expires_at

@@ -36,6 +36,11 @@ def create_key(paths: Paths, name: str, scopes: tuple[str, ...], *, tools: tuple
         return store.create(name.strip(), scopes, tools=tools, rate_limit=rate_limit)
 
 
+def rename_key(paths: Paths, key_id: str, new_name: str) -> ApiKey:
+    with _store(paths) as store:
+        return store.rename(key_id, new_name.strip())
+
+
 def revoke_key(paths: Paths, key_id: str) -> ApiKey:
     with _store(paths) as store:
         return store.revoke(key_id)

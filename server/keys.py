@@ -164,10 +164,7 @@ class KeyStore:
                tools: tuple[str, ...] | None = None, rate_limit: int | None = None,
                expires_at: dt.datetime | None = None) -> tuple[ApiKey, str]:
         """Store a new key; the secret goes to the keyring first so a failure leaves no orphan record."""
-        if not _NAME.match(name):
-            raise KeyProblem("a key name is 1-64 letters, digits, spaces, dots, dashes or underscores")
-        if self.conn.execute("SELECT 1 FROM keys WHERE name = ?", (name,)).fetchone():
-            raise KeyProblem(f"a key named {name!r} already exists")
+        self._check_new_name(name)
         for scope in scopes:
             if scope not in SCOPES:
                 raise KeyProblem(f"unknown scope {scope!r}; choose from {', '.join(SCOPES)}")
@@ -184,6 +181,21 @@ class KeyStore:
              json.dumps(list(tools)) if tools is not None else None, rate_limit,
              _iso(record.created_at), _iso(expires_at)))
         return record, secret
+
+    def _check_new_name(self, name: str, key_id: str | None = None) -> None:
+        """The same rules for create and rename: a readable name, unique among all keys."""
+        if not _NAME.match(name):
+            raise KeyProblem("a key name is 1-64 letters, digits, spaces, dots, dashes or underscores")
+        if self.conn.execute("SELECT 1 FROM keys WHERE name = ? AND id IS NOT ?", (name, key_id)).fetchone():
+            raise KeyProblem(f"a key named {name!r} already exists")
+
+    def rename(self, id_or_name: str, new_name: str) -> ApiKey:
+        """A new name for the same key; the secret (and so Voka's setup) stays as it is. Audit rows
+        written from now on carry the new name; older rows keep the name they were written with."""
+        record = self.find(id_or_name)
+        self._check_new_name(new_name, record.id)
+        self.conn.execute("UPDATE keys SET name = ? WHERE id = ?", (new_name, record.id))
+        return self.find(record.id)
 
     def revoke(self, id_or_name: str) -> ApiKey:
         record = self.find(id_or_name)

@@ -142,6 +142,10 @@ class KeysPage(QWidget):
         self.copy_button = QPushButton("Copy key")
         self.copy_button.setToolTip("Copy the selected key from the keyring")
         self.copy_button.clicked.connect(self.copy_selected)
+        self.rename_button = QPushButton("Rename…")
+        self.rename_button.setToolTip("Give the selected key a new name; its secret stays the same, so Voka "
+                                      "keeps working")
+        self.rename_button.clicked.connect(self.rename_selected)
         self.rotate_button = QPushButton("Rotate…")
         self.rotate_button.setToolTip("Give the key a new secret; the old one keeps working for a grace "
                                       "period so you can update Voka without downtime")
@@ -150,7 +154,8 @@ class KeysPage(QWidget):
         self.revoke_button.setToolTip("Stop the selected key at once")
         self.revoke_button.clicked.connect(self.revoke_selected)
         buttons = QHBoxLayout()
-        for button in (self.create_button, self.copy_button, self.rotate_button, self.revoke_button):
+        for button in (self.create_button, self.copy_button, self.rename_button, self.rotate_button,
+                       self.revoke_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         self.message = QLabel()
@@ -171,6 +176,11 @@ class KeysPage(QWidget):
     def confirm(self, title: str, text: str) -> bool:
         answer = QMessageBox.question(self, title, text)
         return answer == QMessageBox.StandardButton.Yes
+
+    def ask_new_name(self, current: str) -> str | None:
+        name, ok = QInputDialog.getText(self, "Rename key", "New name for the key:",
+                                        QLineEdit.EchoMode.Normal, current)
+        return name if ok else None
 
     def ask_grace_hours(self) -> float | None:
         hours, ok = QInputDialog.getDouble(self, "Rotate key", "Hours the old secret keeps working:", 24.0,
@@ -231,6 +241,7 @@ class KeysPage(QWidget):
         alive = key is not None and key.status in ("active", "rotating")
         for button in (self.copy_button, self.rotate_button, self.revoke_button):
             button.setEnabled(alive)
+        self.rename_button.setEnabled(key is not None)
 
     def _problem(self, exc: BaseException) -> None:
         if isinstance(exc, KeyProblem | KeyringUnavailable):
@@ -285,6 +296,22 @@ class KeysPage(QWidget):
 
         self.controller.calls.blocking(keyadmin.key_secret, self.controller.paths, key.id, on_done=done,
                                        on_error=self._problem)
+
+    @Slot()
+    def rename_selected(self) -> None:
+        key = self.selected()
+        if key is None:
+            return
+        name = self.ask_new_name(key.name)
+        if name is None or name.strip() == key.name:
+            return
+
+        def done(record: ApiKey) -> None:
+            self.message.setText(f"Renamed “{key.name}” to “{record.name}”; its secret is unchanged.")
+            self.controller.keys_changed()
+
+        self.controller.calls.blocking(keyadmin.rename_key, self.controller.paths, key.id, name,
+                                       on_done=done, on_error=self._problem)
 
     @Slot()
     def rotate_selected(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
+from server.state import connect_state
 from tests.app.conftest import call
 
 INVENTORY = {"name": "check_inventory", "params": {"product_id": "JKT-BLU-M"}}
@@ -88,3 +89,39 @@ def test_bad_key_name_is_explained_and_nothing_is_created(desktop, qtbot):
     page.refresh()
     qtbot.wait(300)
     assert [k.name for k in page.records] == ["demo"]
+
+
+def test_rename_in_the_keys_page_shows_in_the_audit_of_outside_requests(desktop, qtbot):
+    page = desktop.window.show_page("Keys")
+    requests = desktop.window.show_page("Requests")
+    url = desktop.controller.local_url
+    secret = _create(page, qtbot, "front desk", scopes=("query",))
+    qtbot.waitUntil(lambda: any(k.name == "front desk" for k in page.records), timeout=5000)
+    page.select("front desk")
+    assert page.rename_button.isEnabled()
+    asked: list[str] = []
+    page.ask_new_name = lambda current: asked.append(current) or "counter"
+    page.rename_button.click()
+    qtbot.waitUntil(lambda: "Renamed" in page.message.text(), timeout=5000)
+    assert asked == ["front desk"]  # the prompt starts from the current name
+    qtbot.waitUntil(lambda: any(k.name == "counter" for k in page.records), timeout=5000)
+    assert not any(k.name == "front desk" for k in page.records)
+    assert call(url, "/query", INVENTORY, key=secret)[0] == 200  # same secret, new name
+    qtbot.waitUntil(lambda: any(e.key_name == "counter" for e in
+                                (requests.model.event_at(r) for r in range(requests.model.rowCount()))),
+                    timeout=5000)
+
+    def audit_names() -> list[str]:
+        conn = connect_state(desktop.controller.paths.state_db)
+        try:
+            return [row[0] for row in conn.execute("SELECT key_name FROM audit WHERE status = 200")]
+        finally:
+            conn.close()
+
+    qtbot.waitUntil(lambda: audit_names() == ["counter"], timeout=5000)
+
+    page.select("counter")
+    page.ask_new_name = lambda current: "demo"  # the first-run key's name
+    page.rename_button.click()
+    qtbot.waitUntil(lambda: "already exists" in page.message.text(), timeout=5000)
+    assert {k.name for k in page.records} >= {"counter", "demo"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -140,6 +141,34 @@ def test_keys_lifecycle_through_the_cli_reaches_a_running_server(served: Served,
     assert post(served.url + "/query", lookup, key)[0] == 401
     listing = run_cli("keys", "list", "--home", home)
     assert "revoked" in listing.stdout
+
+
+def test_keys_rename_through_the_cli_shows_in_the_running_servers_audit(served: Served, tmp_path: Path
+                                                                          ) -> None:
+    home = tmp_path / "home"
+    created = run_cli("keys", "create", "--name", "phone-bot", "--scopes", "query", "--home", str(home))
+    key = created.stdout.strip().splitlines()[-1]
+    renamed = run_cli("keys", "rename", "phone-bot", "counter bot", "--home", str(home))
+    assert renamed.returncode == 0, renamed.stderr
+    assert "'phone-bot' to 'counter bot'" in renamed.stdout and key not in renamed.stdout
+    listing = run_cli("keys", "list", "--home", str(home))
+    assert "counter bot" in listing.stdout and "phone-bot" not in listing.stdout
+    time.sleep(1.5)  # the server notices changed records within a second
+    lookup = {"name": "check_inventory", "params": {"product_id": "SCF-RED"}}
+    assert post(served.url + "/query", lookup, key)[0] == 200  # same secret
+    names: list[str] = []
+    deadline = time.monotonic() + 5
+    while "counter bot" not in names and time.monotonic() < deadline:
+        time.sleep(0.3)
+        conn = sqlite3.connect(home / "state.sqlite3")
+        names = [row[0] for row in conn.execute("SELECT key_name FROM audit WHERE status = 200")]
+        conn.close()
+    assert names == ["counter bot"]
+    run_cli("keys", "create", "--name", "other", "--home", str(home))
+    taken = run_cli("keys", "rename", "other", "counter bot", "--home", str(home))
+    assert taken.returncode == 1 and "already exists" in taken.stderr
+    bad = run_cli("keys", "rename", "other", "bad;name", "--home", str(home))
+    assert bad.returncode == 1 and "key name" in bad.stderr
 
 
 def test_keys_cli_refuses_bad_requests_clearly(tmp_path: Path) -> None:

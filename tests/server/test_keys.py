@@ -98,3 +98,22 @@ def test_without_a_keyring_nothing_is_stored(store: KeyStore) -> None:
         keyring.set_keyring(previous)
     assert "MCP_API_KEY" in str(caught.value) and "gnome-keyring-daemon" in str(caught.value)
     assert store.all() == []
+
+
+def test_rename_keeps_the_secret_and_follows_the_name_rules(store: KeyStore) -> None:
+    record, secret = store.create("front desk", ("query",))
+    store.create("phone bot", ("query",))
+    renamed = store.rename("front desk", "counter")
+    assert (renamed.id, renamed.name, renamed.hash) == (record.id, "counter", record.hash)
+    assert store.secret("counter") == secret
+    principal = KeyVerifier(store.all()).verify(secret)
+    assert principal is not None and principal.name == "counter"
+    assert store.rename(record.id, "counter").name == "counter"  # its own name again is fine
+    with pytest.raises(KeyProblem, match="already exists"):
+        store.rename("counter", "phone bot")
+    for bad in ("", " leading space", "x" * 65, "semi;colon", "new\nline"):
+        with pytest.raises(KeyProblem, match="key name"):
+            store.rename("counter", bad)
+    with pytest.raises(KeyProblem, match="no key"):
+        store.rename("nobody", "fine")
+    assert [k.name for k in store.all()] == ["counter", "phone bot"]

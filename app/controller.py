@@ -166,13 +166,21 @@ class AppController(QObject):
         if self.serving and not self._closing:
             self.calls.run(self.server.bridge.check_health())
 
+    def check_reachability(self) -> None:
+        """Ask the public address again now (e.g. after the owner restarted the tunnel)."""
+        if self.serving and not self._closing:
+            self.calls.run(self.server.bridge.check_reachability())
+
     @Slot()
     def refresh_status(self) -> None:
         snap = self.stats.snapshot()
-        health = self.server.bridge.health
+        bridge = self.server.bridge
+        health = bridge.health
+        reach = bridge.reachability.last if bridge.reachability is not None else None
         status = overall(self.server.state, health.healthy, health.detail,
                          recent_requests=snap.recent_requests, recent_errors=snap.recent_errors,
-                         p95_ms=snap.p95_ms, failure=self.server.last_failure or self.server.boot_error)
+                         p95_ms=snap.p95_ms, failure=self.server.last_failure or self.server.boot_error,
+                         unreachable=reach.reason if reach is not None else "")
         if status != self.status:
             self.status = status
             self.statusChanged.emit(status)

@@ -69,7 +69,7 @@ class Tray(QObject):
         lines = [f"Voka Bridge: {self.controller.status.label}"]
         if self.controller.serving:
             lines.append(self.controller.voka_url)
-        else:
+        if not self.controller.serving or self.controller.status.state != "serving":  # degraded: say why
             lines.append(self.controller.status.reason)
         lines.append(f"Requests today: {snap.requests_today}")
         if snap.last_error:

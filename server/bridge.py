@@ -29,6 +29,7 @@ from server.keys import ENV_KEY_ID, KeyStore, KeyVerifier, Principal
 from server.logs import register_secret
 from server.paths import Paths
 from server.ratelimit import AuthThrottle, RateLimiter
+from server.reachability import Reachability, ReachabilityProbe
 from server.secretstore import SecretStore
 from server.state import connect_state, data_version
 
@@ -66,6 +67,7 @@ class Bridge:
         self._last_connect_error = "The database is unavailable"
         self._tasks: list[asyncio.Task[Any]] = []
         self._state_version = -1
+        self.reachability: ReachabilityProbe | None = None
         self.verifier = KeyVerifier([], self.static_keys)
         for secret, _ in self.static_keys:
             register_secret(secret)
@@ -95,7 +97,20 @@ class Bridge:
                        loop.create_task(self._watch_keys(), name="key-watcher"),
                        loop.create_task(self._watch_health(), name="health-watcher")]
 
+    def watch_reachability(self) -> None:
+        """Once listening: probe `[server] public_url` periodically (nothing to do without one)."""
+        if self.config.server.public_url.strip() and self.reachability is None:
+            self.reachability = ReachabilityProbe(self.config.server.public_url, self.events)
+            self.reachability.start()
+
+    async def check_reachability(self) -> Reachability | None:
+        """Probe the public address now (after the owner fixed the tunnel); None without one."""
+        return await self.reachability.check() if self.reachability is not None else None
+
     async def stop(self) -> None:
+        if self.reachability is not None:
+            await self.reachability.stop()
+            self.reachability = None
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -58,12 +58,22 @@ class CatalogReloaded:
 
 
 @dataclass(frozen=True)
+class ReachabilityChanged:
+    """Whether `[server] public_url` leads to this server (server.reachability)."""
+
+    reachable: bool
+    url: str
+    reason: str  # empty when reachable
+
+
+@dataclass(frozen=True)
 class AuthBlocked:
     client: str
     seconds: float
 
 
-Event = RequestFinished | HealthChanged | ServerStateChanged | CatalogReloaded | AuthBlocked
+Event = (RequestFinished | HealthChanged | ServerStateChanged | CatalogReloaded | AuthBlocked
+         | ReachabilityChanged)
 
 
 class EventBus:

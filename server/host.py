@@ -116,6 +116,7 @@ class ServerHost:
                 "certificate": str(self.certificate.cert_path),
                 "fingerprint_sha256": self.certificate.fingerprint}})
         self.bridge.events.publish(ServerStateChanged("serving", self.url))
+        self.bridge.watch_reachability()
         return self.url
 
     async def stop(self) -> None:

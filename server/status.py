@@ -34,8 +34,10 @@ class Status:
 
 
 def overall(server_state: str, healthy: bool, health_detail: str = "", *, recent_requests: int = 0,
-            recent_errors: int = 0, p95_ms: float | None = None, failure: str = "") -> Status:
-    """Combine server state, database health and recent traffic into one state and a reason."""
+            recent_errors: int = 0, p95_ms: float | None = None, failure: str = "",
+            unreachable: str = "") -> Status:
+    """Combine server state, database health, whether the public address leads here (`unreachable`:
+    the probe's reason, empty when it does or none is set) and recent traffic into one state."""
     if server_state == "failed":
         return Status(FAILED, failure or "The server could not start.")
     if server_state in ("starting", "stopping"):
@@ -45,6 +47,8 @@ def overall(server_state: str, healthy: bool, health_detail: str = "", *, recent
     if not healthy:
         return Status(FAILED, f"Database unreachable: {health_detail}" if health_detail
                       else "Database unreachable.")
+    if unreachable:
+        return Status(DEGRADED, unreachable)
     if recent_requests >= MIN_REQUESTS_FOR_RATE and recent_errors / recent_requests >= ERROR_RATE_DEGRADED:
         return Status(DEGRADED, f"{recent_errors} of the last {recent_requests} requests failed.")
     if p95_ms is not None and recent_requests >= MIN_REQUESTS_FOR_RATE and p95_ms >= P95_DEGRADED_MS:

@@ -34,6 +34,7 @@ from app.controller import AppController
 from app.widgets.fonts import mono
 from app.widgets.param_form import ParamForm
 from app.widgets.sql_highlighter import SqlHighlighter
+from app.widgets.steps_editor import StepsEditor
 from server import console
 from server.catalog_edit import CatalogDocument
 from server.config import ConfigError
@@ -145,6 +146,8 @@ class ToolsPage(QWidget):
         self.highlighter = SqlHighlighter(self.sql.document())
         self.steps_note = QLabel()
         self.steps_note.setWordWrap(True)
+        self.steps_editor = StepsEditor()
+        self.steps_editor.changed.connect(self._mark_dirty)
         self.params = QTableWidget(0, len(PARAM_COLUMNS))
         self.params.setHorizontalHeaderLabels(PARAM_COLUMNS)
         self.params.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
@@ -174,7 +177,10 @@ class ToolsPage(QWidget):
         form.addRow("Title", self.title_edit)
         form.addRow("Description", self.description)
         form.addRow("SQL", self.sql)
+        self.form_sql_label = form.labelForField(self.sql)
         form.addRow("", self.steps_note)
+        form.addRow("Steps", self.steps_editor)
+        self.steps_label = form.labelForField(self.steps_editor)
         form.addRow("Parameters", self.params)
         form.addRow("", param_buttons)
         limits = QHBoxLayout()
@@ -306,10 +312,14 @@ class ToolsPage(QWidget):
         if isinstance(sql, dict):
             sql = sql.get(self._engine()) or sql.get("default", "")
         self.sql.setPlainText(sql or "")
-        self.sql.setEnabled(not steps)
-        self.steps_note.setText(f"This action runs {len(steps)} steps in one transaction; edit their SQL in "
-                                f"{self.controller.paths.tools_file}." if steps else "")
+        self.sql.setVisible(not steps)
+        self.form_sql_label.setVisible(not steps)
+        self.steps_note.setText(f"This action runs {len(steps)} steps in one transaction: if a step refuses, "
+                                "none of them changes anything." if steps else "")
         self.steps_note.setVisible(bool(steps))
+        self.steps_editor.set_steps(steps, self._engine())
+        self.steps_editor.setVisible(bool(steps))
+        self.steps_label.setVisible(bool(steps))
         self.params.setRowCount(0)
         for pname, pspec in (spec.get("params") or {}).items():
             self.add_param_row(pname, pspec)
@@ -360,7 +370,11 @@ class ToolsPage(QWidget):
         spec["kind"] = self.kind.currentText()
         spec["title"] = self.title_edit.text().strip()
         spec["description"] = self.description.toPlainText().strip()
-        if not spec.get("steps"):
+        if spec.get("steps"):
+            spec["steps"] = self.steps_editor.steps()
+            if not spec["steps"]:
+                raise ConfigError("An action with steps needs at least one step (or delete the tool).")
+        else:
             text = self.sql.toPlainText().strip()
             original_sql = self.original.get("sql")
             if isinstance(original_sql, dict):

@@ -129,3 +129,54 @@ def test_suggested_tool_is_added_and_callable(desktop, qtbot):
                                  key=key)[0] == 200, timeout=5000)
     assert call(url, "/query", {"name": "find_customer_by_email", "params": {"email": email}},
                 key=key)[1]["data"][0]["email"] == email
+
+
+SHORT_ORDER = {"action": "create_order",
+               "params": {"customer_id": 1, "items": [{"product_id": "JKT-BLU-M", "quantity": 1000}]}}
+
+
+def test_steps_of_a_multi_step_action_are_edited_in_the_page(desktop, qtbot):
+    page = _page(desktop, qtbot)
+    url, key = desktop.controller.local_url, desktop.server.first_key
+    status, body = call(url, "/action", SHORT_ORDER, key=key)
+    assert status == 409 and body["error"].startswith("Not enough stock of JKT-BLU-M")
+    page.select_tool("create_order")
+    steps = page.steps_editor
+    assert not steps.isHidden() and page.sql.isHidden()
+    assert steps.list.count() == 4
+    steps.select_step(1)
+    assert steps.condition.currentText() == "when it returns rows"
+    assert steps.engine.currentText() == "sqlite" and "json_each(:items)" in steps.sql.toPlainText()
+    assert steps.code.text() == "insufficient_stock"
+    steps.message.setText("Sorry, only {available} of {product_id} left.")
+    steps.message.textEdited.emit(steps.message.text())
+    assert page.dirty
+    page.save_button.click()
+    qtbot.waitUntil(lambda: page.message.text().startswith("Saved create_order"), timeout=5000)
+    qtbot.waitUntil(lambda: call(url, "/action", SHORT_ORDER, key=key)[1]["error"]
+                    == "Sorry, only 3 of JKT-BLU-M left.", timeout=5000)
+    assert call(url, "/action", SHORT_ORDER, key=key)[0] == 409
+    text = desktop.server.paths.tools_file.read_text()
+    assert "Sorry, only {available} of {product_id} left." in text
+    assert "# Voka Bridge tool catalog" in text  # the owner's comments survive
+    assert "FOR UPDATE  -- one lock order" in text  # the other engine's SQL is kept as it was
+
+
+def test_step_reorder_add_remove_and_an_invalid_step_is_refused(desktop, qtbot):
+    page = _page(desktop, qtbot)
+    before = desktop.server.paths.tools_file.read_text()
+    page.select_tool("create_order")
+    steps = page.steps_editor
+    steps.select_step(0)
+    steps.down_button.click()
+    assert steps.steps()[1]["fail_if_none"].startswith("There is no customer")
+    steps.up_button.click()
+    steps.add_button.click()
+    assert steps.list.count() == 5 and steps.current_row() == 1
+    steps.sql.setPlainText("SELECT 1 FROM inventory WHERE product_id = :nope")
+    page.save_button.click()
+    qtbot.waitUntil(lambda: page.message.text().startswith("Not saved"), timeout=5000)
+    assert ":nope" in page.message.text()
+    assert desktop.server.paths.tools_file.read_text() == before
+    steps.remove_button.click()
+    assert steps.steps() == page.doc.spec("create_order")["steps"]  # back to the saved steps, in order

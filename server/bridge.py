@@ -99,7 +99,8 @@ class Bridge:
 
     def watch_reachability(self) -> None:
         """Once listening: probe `[server] public_url` periodically (nothing to do without one)."""
-        if self.config.server.public_url.strip() and self.reachability is None:
+        server = self.config.server
+        if server.public_url.strip() and server.check_public_url and self.reachability is None:
             self.reachability = ReachabilityProbe(self.config.server.public_url, self.events)
             self.reachability.start()
 

@@ -33,6 +33,9 @@ class ServerSettings(_Section):
     trust_forwarded_for: bool = False
     allowed_origins: list[str] = Field(default_factory=list)
     public_url: str = ""
+    # Ask `{public_url}/health` every 30 s to notice a tunnel or router that is down (the tray turns
+    # "degraded"); off for tunnels that must not be probed.
+    check_public_url: bool = True
     shutdown_timeout_seconds: float = Field(10.0, gt=0, le=300)
 
     @property

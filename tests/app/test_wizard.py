@@ -17,6 +17,8 @@ INVENTORY = {"name": "check_inventory", "params": {"product_id": "JKT-BLU-M"}}
 
 def test_wizard_completes_and_leaves_a_working_configuration(desktop, qtbot, tmp_path, capsys):
     assert desktop.server.first_run
+    # The tunnel name below is made up: keep the app from probing it (no traffic to outside names).
+    (desktop.server.paths.config_file).write_text("[server]\ncheck_public_url = false\n", encoding="utf-8")
     shop = tmp_path / "shop.sqlite3"
     shutil.copy(desktop.server.paths.demo_db, shop)
     with sqlite3.connect(shop) as conn:
@@ -64,6 +66,7 @@ def test_wizard_completes_and_leaves_a_working_configuration(desktop, qtbot, tmp
     config = load_config(desktop.server.paths.config_file)
     assert config.database.url.endswith("shop.sqlite3")
     assert config.server.public_url == "https://corner-shop.trycloudflare.com"
+    assert config.server.check_public_url is False
     assert config.server.host == "127.0.0.1"
     assert secret not in desktop.server.paths.config_file.read_text()
     status, body = call(desktop.controller.local_url, "/query", INVENTORY, key=secret)

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from server.bridge import Bridge
 from server.http import health, mcp, openapi, rest, security
+from server.http.appstate import BRIDGE
 from server.http.auth import CONCURRENCY, auth_and_limits
-from server.http.keys import BRIDGE
 from server.http.pipeline import pipeline
 from server.ratelimit import ConcurrencyLimiter
 

@@ -9,7 +9,7 @@ from aiohttp.typedefs import Handler
 
 from server.errors import RateLimited, Unauthorized
 from server.events import AuthBlocked
-from server.http.keys import BRIDGE, context
+from server.http.appstate import BRIDGE, context
 from server.keys import Principal
 from server.ratelimit import ConcurrencyLimiter, TooManyInFlight
 

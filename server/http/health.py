@@ -8,8 +8,8 @@ import time
 from aiohttp import web
 
 from server import __version__
+from server.http.appstate import BRIDGE, context
 from server.http.auth import authenticate, presented_key
-from server.http.keys import BRIDGE, context
 from server.http.pipeline import json_response
 
 

@@ -21,8 +21,8 @@ from aiohttp import web
 from server.config import ServerSettings
 from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from server.executor import CallContext
+from server.http.appstate import BRIDGE, context
 from server.http.body import read_json
-from server.http.keys import BRIDGE, context
 from server.http.security import lift_deadline
 from server.mcp.dispatch import SERVER_INFO, McpService
 from server.mcp.protocol import (

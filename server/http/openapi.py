@@ -14,8 +14,8 @@ from aiohttp import web
 from server import __version__
 from server.catalog import TOOL_NAME, Tool
 from server.executor import MAX_SQL_ARGS, MAX_SQL_CHARS
+from server.http.appstate import BRIDGE, context
 from server.http.auth import authenticate, presented_key
-from server.http.keys import BRIDGE, context
 from server.http.pipeline import json_response
 from server.keys import Principal
 

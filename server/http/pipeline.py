@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 from server.errors import BridgeError, PayloadTooLarge
 from server.events import RequestFinished
 from server.executor import CallContext
-from server.http.keys import BRIDGE, CONTEXT
+from server.http.appstate import BRIDGE, CONTEXT
 from server.jsonsafe import dumps
 
 log = logging.getLogger("server.access")

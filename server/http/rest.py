@@ -8,8 +8,8 @@ from aiohttp import web
 
 from server.errors import BadRequest
 from server.executor import Outcome
+from server.http.appstate import BRIDGE, context
 from server.http.body import read_json_object
-from server.http.keys import BRIDGE, context
 from server.http.pipeline import json_response
 
 _QUERY_HELP = ('A query is {"name": "TOOL", "params": {...}} or, with the sql scope, '

@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 
 from server.config import ServerSettings
 from server.errors import BridgeError, Forbidden
-from server.http.keys import BRIDGE, context
+from server.http.appstate import BRIDGE, context
 
 log = logging.getLogger("server.security")
 

@@ -1,4 +1,4 @@
-"""Typed aiohttp app/request state (web.AppKey), shared by every HTTP module."""
+"""Typed aiohttp app and request state (web.AppKey for the Bridge, the request's CallContext)."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from server.events import AuthBlocked, CatalogReloaded, HealthChanged, RequestFi
 from server.notices import Notice, NoticeRules
 from server.stats import LiveStats, count_today
 from server.status import Status, overall
+from server.tls import CertificateInfo
 
 log = logging.getLogger(__name__)
 HEALTH_POLL_MS = 2000
@@ -83,6 +84,11 @@ class AppController(QObject):
         """The address Voka AI is given: the public one when configured, else this PC's own."""
         public = self.server.bridge.config.server.public_url.strip().rstrip("/")
         return public or self.local_url
+
+    @property
+    def certificate(self) -> CertificateInfo | None:
+        """The certificate being served (owner's or generated), for showing its fingerprint."""
+        return self.server.threaded.host.certificate
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QUrl, Slot
+from PySide6.QtCore import Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -72,6 +72,11 @@ class SettingsPage(QWidget):
         tls_form.addRow(self.self_signed)
         tls_form.addRow("Certificate", self.tls_cert)
         tls_form.addRow("Private key", self.tls_key)
+        self.fingerprint = QLabel()
+        self.fingerprint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.fingerprint.setWordWrap(True)
+        self.fingerprint.setToolTip("Compare this with what a client shows for the certificate (pinning)")
+        tls_form.addRow("Fingerprint (SHA-256)", self.fingerprint)
 
         self.rate_requests = _spin(1, 1_000_000, " requests")
         self.rate_window = _spin(1, 86_400, " s")
@@ -134,6 +139,9 @@ class SettingsPage(QWidget):
         self.self_signed.setChecked(config.server.tls_self_signed)
         self.tls_cert.setText(config.server.tls_cert)
         self.tls_key.setText(config.server.tls_key)
+        certificate = self.controller.certificate
+        self.fingerprint.setText(certificate.fingerprint if certificate is not None
+                                 else "none: plain HTTP (on loopback, a tunnel provides HTTPS)")
         self.rate_requests.setValue(config.rate_limit.requests)
         self.rate_window.setValue(int(config.rate_limit.window_seconds))
         self.failed_auth.setValue(config.rate_limit.failed_auth_per_minute)

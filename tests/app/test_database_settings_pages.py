@@ -89,3 +89,24 @@ def test_plain_http_on_every_network_is_refused_with_a_clear_reason(desktop, qtb
     page.host.setCurrentIndex(page.host.findData("127.0.0.1"))
     page.save_button.click()
     qtbot.waitUntil(lambda: desktop.tray.state == "serving", timeout=15_000)
+
+
+def test_settings_show_the_served_certificates_fingerprint(make_desktop, app_home, qtbot):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from tests.app.conftest import write_config
+
+    plain = make_desktop()
+    page = plain.window.show_page("Settings")
+    qtbot.waitUntil(lambda: page.fingerprint.text().startswith("none: plain HTTP"), timeout=5000)
+    plain.shutdown()
+
+    write_config(app_home, "[server]\ntls_self_signed = true\n")
+    secure = make_desktop()
+    assert secure.controller.local_url.startswith("https://")
+    page = secure.window.show_page("Settings")
+    served = secure.controller.certificate
+    cert = x509.load_pem_x509_certificate(served.cert_path.read_bytes())
+    expected = cert.fingerprint(hashes.SHA256()).hex(":").upper()
+    qtbot.waitUntil(lambda: page.fingerprint.text() == expected, timeout=5000)

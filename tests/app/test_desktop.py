@@ -73,7 +73,8 @@ def test_database_unreachable_turns_the_tray_red_and_back(desktop, qtbot):
     try:
         qtbot.waitUntil(lambda: desktop.tray.state == "failed", timeout=10_000)
         assert "Database unreachable" in desktop.controller.status.reason
-        assert "Database unreachable" in desktop.window.notice_bar.text()
+        # the notice arrives with the next event batch, which may come just after the state change
+        qtbot.waitUntil(lambda: "Database unreachable" in desktop.window.notice_bar.text(), timeout=5000)
     finally:
         moved.rename(db)
     qtbot.waitUntil(lambda: desktop.tray.state == "serving", timeout=10_000)
@@ -88,7 +89,7 @@ def test_port_in_use_is_a_failed_state_with_a_plain_message(make_desktop, qtbot)
         app.start()
         qtbot.waitUntil(lambda: app.tray.state == "failed", timeout=15_000)
     assert f"Port {port} is already in use" in app.controller.status.reason
-    assert "could not start" in app.window.notice_bar.text()
+    qtbot.waitUntil(lambda: "could not start" in app.window.notice_bar.text(), timeout=5000)
 
 
 def test_copy_url_and_copy_key_from_the_tray_menu(desktop, qtbot):

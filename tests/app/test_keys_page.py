@@ -74,7 +74,7 @@ def test_tool_allowlist_copy_rotate_and_revoke(desktop, qtbot):
     qtbot.waitUntil(lambda: "Revoked" in page.message.text(), timeout=5000)
     qtbot.waitUntil(lambda: call(url, "/query", INVENTORY, key=new_secret)[0] == 401, timeout=5000)
     assert call(url, "/query", INVENTORY, key=secret)[0] == 401
-    assert "revoked" in desktop.window.notice_bar.text().lower()
+    qtbot.waitUntil(lambda: "revoked" in desktop.window.notice_bar.text().lower(), timeout=5000)
     qtbot.waitUntil(lambda: page.selected() is not None and page.selected().status == "revoked", timeout=5000)
     assert not page.revoke_button.isEnabled()
 

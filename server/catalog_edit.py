@@ -8,16 +8,14 @@ the caller then swaps it in with `Bridge.reload_catalog()`.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import tomlkit
 from tomlkit.items import Table
-from tomlkit.toml_document import TOMLDocument
 
 from server.catalog import TOOL_NAME, Catalog
 from server.config import ConfigError
-from server.files import atomic_write_text
+from server.files import TomlFile
 
 ToolSpecDict = dict[str, Any]
 
@@ -56,18 +54,7 @@ def tool_table(spec: ToolSpecDict) -> Table:
     return table
 
 
-class CatalogDocument:
-    def __init__(self, path: Path, document: TOMLDocument) -> None:
-        self.path = path
-        self.doc = document
-
-    @classmethod
-    def load(cls, path: Path) -> CatalogDocument:
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
-        try:
-            return cls(path, tomlkit.parse(text))
-        except tomlkit.exceptions.TOMLKitError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+class CatalogDocument(TomlFile):
 
     def _tools(self) -> Table:
         if "tools" not in self.doc:
@@ -127,7 +114,7 @@ class CatalogDocument:
     def save(self) -> Catalog:
         """Validate, then replace tools.toml atomically; returns the catalog that was written."""
         catalog = self.catalog()
-        atomic_write_text(self.path, tomlkit.dumps(self.doc))
+        self.write()
         return catalog
 
     def text(self) -> str:

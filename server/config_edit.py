@@ -12,10 +12,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import tomlkit
 from pydantic import ValidationError
-from tomlkit.toml_document import TOMLDocument
 
 from server.config import Config, ConfigError, describe_validation_error
-from server.files import atomic_write_text
+from server.files import TomlFile
 
 
 def url_has_password(url: str) -> bool:
@@ -23,18 +22,7 @@ def url_has_password(url: str) -> bool:
     return bool(parts.password) or any(key == "password" for key, _ in parse_qsl(parts.query))
 
 
-class ConfigDocument:
-    def __init__(self, path: Path, document: TOMLDocument) -> None:
-        self.path = path
-        self.doc = document
-
-    @classmethod
-    def load(cls, path: Path) -> ConfigDocument:
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
-        try:
-            return cls(path, tomlkit.parse(text))
-        except tomlkit.exceptions.TOMLKitError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+class ConfigDocument(TomlFile):
 
     def get(self, section: str, key: str, default: Any = None) -> Any:
         table = self.doc.get(section)
@@ -73,7 +61,7 @@ class ConfigDocument:
     def save(self) -> Config:
         """Validate, then replace config.toml atomically (nothing is written when invalid)."""
         config = self.validate()
-        atomic_write_text(self.path, tomlkit.dumps(self.doc))
+        self.write()
         return config
 
 

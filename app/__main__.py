@@ -2,7 +2,7 @@
 
 import sys
 
-from server.cli import main
+from app.main import main
 
 args = sys.argv[1:]
 sys.exit(main(args if args[:1] == ["gui"] or args[:1] == ["--version"] else ["gui", *args]))

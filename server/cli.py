@@ -9,7 +9,7 @@ import datetime as dt
 import signal
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from server import __version__, tls
@@ -279,13 +279,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_gui(args: argparse.Namespace) -> int:
-    try:
-        from app.main import run_gui
-    except ImportError as exc:
-        return _fail(f"the desktop app is not available here ({exc.name} is missing); "
-                     "use `voka-bridge serve` for a headless server")
-    return run_gui(home=args.home, port=args.port)
+GuiRunner = Callable[..., int]
+
+
+def _gui_unavailable(home: str | None = None, port: int | None = None) -> int:
+    """What `gui` does when the server's own entry point runs (`python -m server.cli`): no Qt here."""
+    return _fail("the desktop app starts from `voka-bridge` (or `python -m app`); "
+                 "use `voka-bridge serve` for a headless server")
 
 
 def _add_tls_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -326,15 +326,17 @@ def cmd_tls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, gui: GuiRunner = _gui_unavailable) -> int:
+    """The `voka-bridge` command line. The desktop app's launcher (app/main.py) passes `gui`, so the
+    server package never imports the app (DESIGN section 3)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["gui", *(argv or sys.argv[1:])])
-    handlers = {"serve": cmd_serve, "keys": cmd_keys, "check": cmd_check, "gui": cmd_gui, "db": cmd_db,
-                "tls": cmd_tls}
+    if args.command == "gui":
+        return gui(home=args.home, port=args.port)
+    handlers = {"serve": cmd_serve, "keys": cmd_keys, "check": cmd_check, "db": cmd_db, "tls": cmd_tls}
     return handlers[args.command](args)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -200,3 +200,15 @@ def test_serve_refuses_plain_http_off_loopback(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60, env=os.environ.copy())
     assert result.returncode == 1
     assert "tls_cert" in result.stderr and "127.0.0.1" in result.stderr
+
+
+def test_the_server_package_never_loads_qt_or_the_app(tmp_path: Path) -> None:
+    probe = ("import sys, pkgutil, importlib, server\n"
+             "for info in pkgutil.walk_packages(server.__path__, 'server.'):\n"
+             "    importlib.import_module(info.name)\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('app', 'PySide6')))\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    gui = run_cli("gui", "--home", str(tmp_path / "home"))
+    assert gui.returncode == 1 and "voka-bridge serve" in gui.stderr

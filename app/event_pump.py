@@ -14,6 +14,8 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
 MAX_QUEUED = 50_000
+MAX_BATCH = 200  # events handed to the window per slot call: a burst is spread over short steps
+CATCH_UP_MS = 15  # pause between those steps, so the window paints and answers input in between
 
 
 class EventPump(QObject):
@@ -30,6 +32,10 @@ class EventPump(QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self._drain)
+        self._catch_up = QTimer(self)
+        self._catch_up.setSingleShot(True)
+        self._catch_up.setInterval(CATCH_UP_MS)
+        self._catch_up.timeout.connect(self._drain)
         self._wake.connect(self._arm, Qt.ConnectionType.QueuedConnection)
 
     def push(self, event: Any) -> None:
@@ -49,9 +55,13 @@ class EventPump(QObject):
             self._timer.start()
 
     def drain_now(self) -> None:
-        """Deliver what is queued without waiting for the timer (shutdown, tests)."""
+        """Deliver everything queued at once, without waiting for the timers (shutdown, tests)."""
         self._timer.stop()
+        self._catch_up.stop()
         self._drain()
+        while self._queue:
+            self._drain()
+        self._catch_up.stop()
 
     @Slot()
     def _drain(self) -> None:
@@ -59,8 +69,12 @@ class EventPump(QObject):
             self._armed = False
         batch: list[Any] = []
         queue = self._queue
-        while queue:
+        while queue and len(batch) < MAX_BATCH:
             batch.append(queue.popleft())
+        if queue:  # more than one step's worth: deliver the rest shortly, after other GUI work
+            with self._lock:
+                self._armed = True
+            self._catch_up.start()
         if batch:
             self.delivered.emit(batch)
 

@@ -115,8 +115,9 @@ class ToolExecutor:
         return outcome
 
     async def _query(self, tool: Tool, bound: dict[str, Any]) -> Outcome:
-        cache_key = (tool.name, json.dumps(bound, sort_keys=True, default=str))
-        if tool.cache_ttl_seconds:
+        cache_key = None
+        if tool.cache_ttl_seconds:  # only cached tools pay for the key
+            cache_key = (tool.name, json.dumps(bound, sort_keys=True, default=str))
             hit = self._cache.get(cache_key)
             if hit and hit[0] > time.monotonic():
                 return hit[1]
@@ -127,7 +128,7 @@ class ToolExecutor:
                                timeout=limits.query_timeout_seconds)
         rows = [_decode_json_columns(row, tool.json_columns) for row in result.rows]
         outcome = Outcome(rows, len(rows), result.truncated, "query")
-        if tool.cache_ttl_seconds:
+        if cache_key is not None:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[cache_key] = (time.monotonic() + tool.cache_ttl_seconds, outcome)

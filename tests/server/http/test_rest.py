@@ -306,3 +306,29 @@ async def test_every_request_leaves_one_audit_row(server: RunningServer) -> None
         (200, "reader", "check_inventory", None), (401, None, None, "unauthorized"),
         (403, "reader", "sql", "forbidden")]
     assert rows[-1]["rows"] == 1 and rows[-1]["client"] == "127.0.0.1" and rows[-1]["duration_ms"] > 0
+
+
+async def test_cached_query_answers_from_cache_until_a_write(make_server, home) -> None:
+    home.tools_file.write_text(home.tools_file.read_text() + '''
+[tools.stock_count]
+kind = "query"
+description = "Units in stock of one product (cached for a minute)."
+sql = "SELECT quantity FROM inventory WHERE product_id = :product_id"
+cache_ttl_seconds = 60
+
+[tools.stock_count.params.product_id]
+type = "string"
+''')
+    running = await make_server()
+    key = await running.create_key("k", ("query", "action"))
+    ask = {"name": "stock_count", "params": {"product_id": "SCF-RED"}}
+    first = (await running.post("/query", ask, key=key))[1]["data"]
+    conn = sqlite3.connect(running.bridge.paths.demo_db)
+    with conn:
+        conn.execute("UPDATE inventory SET quantity = quantity + 5 WHERE product_id = 'SCF-RED'")
+    conn.close()
+    assert (await running.post("/query", ask, key=key))[1]["data"] == first  # served from the cache
+    await running.post("/action", {"action": "create_customer", "params": {
+        "name": "Cache Buster", "phone": "+15550007777"}}, key=key)
+    after = (await running.post("/query", ask, key=key))[1]["data"]
+    assert after == [{"quantity": first[0]["quantity"] + 5}]  # any action empties the cache

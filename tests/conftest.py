@@ -45,14 +45,19 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def home(tmp_path: Path, demo_template: Path) -> Paths:
-    """A portable home with the demo database and the default catalog, as `serve --demo` lays it out."""
-    paths = resolve_paths(tmp_path / "home")
+def demo_home(root: Path, template: Path) -> Paths:
+    """A portable home with the demo database and the default catalog, as `serve --demo` lays it out
+    (no config.toml: all defaults, as on a first run)."""
+    paths = resolve_paths(root)
     paths.ensure()
-    shutil.copy(demo_template, paths.demo_db)
+    shutil.copy(template, paths.demo_db)
     ensure_default_catalog(paths.tools_file)
     return paths
+
+
+@pytest.fixture
+def home(tmp_path: Path, demo_template: Path) -> Paths:
+    return demo_home(tmp_path / "home", demo_template)
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,19 +13,14 @@ import aiohttp
 import pytest
 
 from server.autostart import XdgAutostart
-from server.bundled import ensure_default_catalog
-from server.paths import Paths, resolve_paths
-from tests.conftest import free_port
+from server.paths import Paths
+from tests.conftest import demo_home, free_port
 
 
 @pytest.fixture
 def app_home(tmp_path: Path, demo_template: Path) -> Paths:
     """A home as a first run leaves it: demo database and default catalog, no config.toml yet."""
-    paths = resolve_paths(tmp_path / "apphome")
-    paths.ensure()
-    shutil.copy(demo_template, paths.demo_db)
-    ensure_default_catalog(paths.tools_file)
-    return paths
+    return demo_home(tmp_path / "apphome", demo_template)
 
 
 def write_config(paths: Paths, text: str) -> None:

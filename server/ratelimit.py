@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-# Past this many tracked addresses, stale entries are dropped so a spray of addresses cannot grow memory.
-_MAX_TRACKED_CLIENTS = 10_000
+from server.sharedstate import MemoryTable, Row, Table
 
 
 @dataclass
@@ -40,32 +39,31 @@ class RateLimiter:
 
     A key's own limit overrides the default. Buckets are independent, so one key's flood never
     slows another. Callers without a key get one bucket per client address (`address:` keys).
+    The buckets live in `table`: this process's memory, or shared memory when several workers serve.
     """
 
-    def __init__(self, requests: int, window_seconds: float) -> None:
+    def __init__(self, requests: int, window_seconds: float, table: Table | None = None) -> None:
         self.requests = requests
         self.window = window_seconds
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill time)
+        self._table = table if table is not None else MemoryTable(keep_seconds=window_seconds)
 
     def check(self, key: str, limit: int | None = None) -> Decision:
         capacity = limit or self.requests
         rate = capacity / self.window
         now = time.monotonic()
-        if len(self._buckets) > _MAX_TRACKED_CLIENTS:
-            self._prune(now)
-        tokens, last = self._buckets.get(key, (float(capacity), now))
-        tokens = min(capacity, tokens + (now - last) * rate)
-        if tokens >= 1:
-            tokens -= 1
-            self._buckets[key] = (tokens, now)
-            return Decision(True, capacity, int(tokens), math.ceil((capacity - tokens) / rate))
-        self._buckets[key] = (tokens, now)
-        wait = math.ceil((1 - tokens) / rate)
-        return Decision(False, capacity, 0, math.ceil((capacity - tokens) / rate), max(wait, 1))
 
-    def _prune(self, now: float) -> None:
-        """Forget buckets idle for a whole window: they would be full again anyway."""
-        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < self.window}
+        def take(row: Row | None) -> tuple[Row, Decision]:
+            tokens, last = (float(capacity), now) if row is None else row[:2]
+            tokens = min(capacity, tokens + max(0.0, now - last) * rate)
+            if tokens >= 1:
+                tokens -= 1
+                return (tokens, now, 0.0, 0.0), Decision(True, capacity, int(tokens),
+                                                         math.ceil((capacity - tokens) / rate))
+            wait = math.ceil((1 - tokens) / rate)
+            reset = math.ceil((capacity - tokens) / rate)
+            return (tokens, now, 0.0, 0.0), Decision(False, capacity, 0, reset, max(wait, 1))
+
+        return self._table.update(key, take)
 
 
 class TooManyInFlight(Exception):
@@ -116,41 +114,46 @@ class ConcurrencyLimiter:
 class AuthThrottle:
     """Counts failed authentications per client; past the allowance, blocks with exponential back-off.
 
-    Each block doubles the previous one (30 s, 60 s, 120 s, ... up to `max_block_seconds`); an address
-    that stays quiet for a whole maximum block starts again from the shortest one.
+    The allowance is a bucket of `per_minute` failures that refills at that rate (so a burst of more than
+    `per_minute` failures within a minute starts a block). Each block doubles the previous one (30 s, 60 s,
+    120 s, ... up to `max_block_seconds`); an address that stays quiet for a whole maximum block starts
+    again from the shortest one. A row per client: (failures left, refilled at, blocked until, strikes),
+    in `table` (shared memory when several workers serve, so the count is the server's, not a worker's).
     """
 
-    def __init__(self, per_minute: int, max_block_seconds: float = 900) -> None:
+    def __init__(self, per_minute: int, max_block_seconds: float = 900, table: Table | None = None) -> None:
         self.allowance = per_minute
         self.max_block = max_block_seconds
-        self._failures: dict[str, list[float]] = {}
-        self._blocked: dict[str, tuple[float, int]] = {}  # client -> (until, strikes)
+        self._table = table if table is not None else MemoryTable(keep_seconds=2 * max_block_seconds + 60)
 
     def blocked_for(self, client: str) -> float:
-        until, _ = self._blocked.get(client, (0.0, 0))
-        return max(0.0, until - time.monotonic())
+        row = self._table.get(client)
+        return max(0.0, row[2] - time.monotonic()) if row else 0.0
 
     def failure(self, client: str) -> float:
         """Record a failure; returns the block length when this failure starts a block, else 0."""
         now = time.monotonic()
-        if len(self._failures) + len(self._blocked) > _MAX_TRACKED_CLIENTS:
-            self._prune(now)
-        recent = [t for t in self._failures.get(client, []) if now - t < 60] + [now]
-        self._failures[client] = recent
-        if len(recent) <= self.allowance:
-            return 0.0
-        until, strikes = self._blocked.get(client, (0.0, 0))
-        if now - until > self.max_block:
-            strikes = 0
-        seconds = min(self.max_block, 30 * 2 ** strikes)
-        self._blocked[client] = (now + seconds, strikes + 1)
-        self._failures[client] = []
-        return seconds
+
+        def count(row: Row | None) -> tuple[Row, float]:
+            left, refilled, until, strikes = row or (float(self.allowance), now, 0.0, 0.0)
+            left = min(float(self.allowance), left + max(0.0, now - refilled) * self.allowance / 60) - 1
+            if left >= 0:
+                return (left, now, until, strikes), 0.0
+            if now - until > self.max_block:
+                strikes = 0
+            seconds = min(self.max_block, 30 * 2 ** int(strikes))
+            return (float(self.allowance), now, now + seconds, strikes + 1), seconds
+
+        return self._table.update(client, count)
 
     def success(self, client: str) -> None:
-        self._failures.pop(client, None)
+        """A good key from this address: its failures are forgiven (a block in force stays)."""
+        if self._table.get(client) is None:
+            return  # the common case: nothing recorded, nothing to write
 
-    def _prune(self, now: float) -> None:
-        self._failures = {c: ts for c, ts in self._failures.items() if ts and now - ts[-1] < 60}
-        self._blocked = {c: (until, strikes) for c, (until, strikes) in self._blocked.items()
-                         if now - until <= self.max_block}
+        def forgive(row: Row | None) -> tuple[Row | None, None]:
+            if row is None or row[2] + self.max_block < time.monotonic():
+                return None, None
+            return (float(self.allowance), row[1], row[2], row[3]), None
+
+        self._table.update(client, forgive)

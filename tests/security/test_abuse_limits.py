@@ -14,6 +14,7 @@ import pytest
 import server.ratelimit as ratelimit_module
 from server.events import AuthBlocked
 from server.ratelimit import AuthThrottle
+from server.sharedstate import SharedState
 from tests.conftest import ServerFactory
 from tests.security.conftest import (
     audit_rows,
@@ -98,10 +99,19 @@ async def test_requests_without_any_key_do_not_count_as_guesses(make_server: Ser
     assert (await running.post("/query", INVENTORY, key=good))[0] == 200
 
 
-def test_blocks_back_off_exponentially_and_forget_a_quiet_address(monkeypatch: Any) -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["memory", "shared-memory"])
+def test_blocks_back_off_exponentially_and_forget_a_quiet_address(monkeypatch: Any, shared: bool) -> None:
     clock = [1000.0]
     monkeypatch.setattr(ratelimit_module.time, "monotonic", lambda: clock[0])
-    throttle = AuthThrottle(per_minute=2, max_block_seconds=240)
+    state = SharedState(slots=64)
+    try:
+        _back_off(clock, AuthThrottle(per_minute=2, max_block_seconds=240,
+                                      table=state.tables["auth"] if shared else None))
+    finally:
+        state.close()
+
+
+def _back_off(clock: list[float], throttle: AuthThrottle) -> None:
 
     def strike() -> float:
         blocked = 0.0

@@ -1,0 +1,189 @@
+"""Small fixed-size tables for limiter state: a dict in one process, or shared memory across workers.
+
+With `serve --workers N` a key's rate limit and an address's failed-auth count must hold for the whole
+server, whichever worker a connection reaches. The limiters (server/ratelimit.py) keep one implementation
+and store their few numbers per key in a table: `MemoryTable` (one process, the default) or `SharedTable`
+(rows in `multiprocessing.shared_memory`, one `multiprocessing` lock). A shared table has a fixed number
+of slots addressed by a hash of the key; when every slot of a key's probe window is taken, the one idle
+longest is reused, so a spray of addresses cannot grow memory (it can only make old rows forgotten).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import time
+from collections.abc import Callable
+from multiprocessing import get_context
+from multiprocessing.shared_memory import SharedMemory
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+Row = tuple[float, float, float, float]
+Change = Callable[[Row | None], tuple[Row | None, T]]
+
+WIDTH = 4  # numbers per row
+PROBE = 8  # slots a key may live in (its home slot and the next ones)
+SLOTS = 16_384  # per shared table
+_MAX_MEMORY_ROWS = 10_000
+_HASHES = struct.Struct(f"<{PROBE}Q")
+_HASH = struct.Struct("<Q")
+_RECORD = struct.Struct(f"<{1 + WIDTH}d")  # last touched, then the row
+_COUNTER = struct.Struct("<q")
+
+
+class Table(Protocol):
+    def update(self, key: str, change: Change[T]) -> T:
+        """Read the key's row (None if absent), store what `change` returns (None deletes), atomically."""
+        ...
+
+    def get(self, key: str) -> Row | None: ...
+
+
+class MemoryTable:
+    """One process's rows in a dict. Past `max_rows`, rows untouched for `keep_seconds` are dropped."""
+
+    def __init__(self, keep_seconds: float, max_rows: int = _MAX_MEMORY_ROWS) -> None:
+        self.keep_seconds = keep_seconds
+        self.max_rows = max_rows
+        self._rows: dict[str, tuple[float, Row]] = {}  # key -> (last touched, row)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def get(self, key: str) -> Row | None:
+        found = self._rows.get(key)
+        return found[1] if found else None
+
+    def update(self, key: str, change: Change[T]) -> T:
+        found = self._rows.get(key)
+        row, answer = change(found[1] if found else None)
+        if row is None:
+            self._rows.pop(key, None)
+            return answer
+        now = time.monotonic()
+        if found is None and len(self._rows) >= self.max_rows:
+            self._rows = {k: v for k, v in self._rows.items() if now - v[0] < self.keep_seconds}
+        self._rows[key] = (now, row)
+        return answer
+
+
+def key_hash(key: str) -> int:
+    """Stable across processes (unlike hash()); 0 marks an empty slot, so it is never a key's hash."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") or 1
+
+
+class SharedTable:
+    """Rows in a shared-memory buffer: `slots + PROBE` hashes, then as many (touched, row) records."""
+
+    def __init__(self, buffer: memoryview, lock: Any, slots: int = SLOTS) -> None:
+        self._buf = buffer
+        self._lock = lock
+        self.slots = slots
+        self._records = (slots + PROBE) * _HASH.size
+
+    @staticmethod
+    def size(slots: int = SLOTS) -> int:
+        return (slots + PROBE) * (_HASH.size + _RECORD.size)
+
+    def _find(self, wanted: int) -> tuple[int, bool]:
+        """(slot, whether it holds the key): the key's slot, else a free one, else the idle-longest one."""
+        home = wanted % self.slots
+        hashes = _HASHES.unpack_from(self._buf, home * _HASH.size)
+        if wanted in hashes:
+            return home + hashes.index(wanted), True
+        if 0 in hashes:
+            return home + hashes.index(0), False
+        touched = [_RECORD.unpack_from(self._buf, self._records + (home + i) * _RECORD.size)[0]
+                   for i in range(PROBE)]
+        return home + touched.index(min(touched)), False
+
+    def _read(self, slot: int) -> Row:
+        return _RECORD.unpack_from(self._buf, self._records + slot * _RECORD.size)[1:]  # type: ignore[return-value]
+
+    def get(self, key: str) -> Row | None:
+        with self._lock:
+            slot, held = self._find(key_hash(key))
+            return self._read(slot) if held else None
+
+    def update(self, key: str, change: Change[T]) -> T:
+        wanted = key_hash(key)
+        with self._lock:
+            slot, held = self._find(wanted)
+            row, answer = change(self._read(slot) if held else None)
+            if row is None:
+                if held:
+                    _HASH.pack_into(self._buf, slot * _HASH.size, 0)
+                return answer
+            _HASH.pack_into(self._buf, slot * _HASH.size, wanted)
+            _RECORD.pack_into(self._buf, self._records + slot * _RECORD.size, time.monotonic(), *row)
+            return answer
+
+
+class Generation:
+    """A counter every worker can read and bump (the query cache's "something was written")."""
+
+    def __init__(self, buffer: memoryview | None = None, lock: Any = None) -> None:
+        self._buf = buffer
+        self._lock = lock
+        self._local = 0
+
+    def value(self) -> int:
+        if self._buf is None:
+            return self._local
+        return int(_COUNTER.unpack_from(self._buf, 0)[0])
+
+    def bump(self) -> None:
+        if self._buf is None:
+            self._local += 1
+            return
+        with self._lock:
+            _COUNTER.pack_into(self._buf, 0, self.value() + 1)
+
+
+class SharedState:
+    """The shared-memory segment of one multi-process server: the limiters' tables and the generation.
+
+    The supervisor creates it and hands it to each worker as a Process argument (the segment by name,
+    the lock as multiprocessing passes locks to spawned children); it unlinks the segment at the end.
+    """
+
+    TABLES = ("rate", "auth")
+
+    def __init__(self, slots: int = SLOTS, *, _name: str | None = None, _lock: Any = None) -> None:
+        self.slots = slots
+        size = _COUNTER.size * 8 + len(self.TABLES) * SharedTable.size(slots)
+        self._owner = _name is None
+        self.memory = SharedMemory(name=_name, create=self._owner, size=size)
+        if self._owner:
+            self.memory.buf[:size] = bytes(size)
+        self.lock = _lock if _lock is not None else get_context("spawn").Lock()
+        self._views = [self.memory.buf[:_COUNTER.size]]
+        self.generation = Generation(self._views[0], self.lock)
+        start = _COUNTER.size * 8
+        self.tables: dict[str, SharedTable] = {}
+        for name in self.TABLES:
+            end = start + SharedTable.size(slots)
+            self._views.append(self.memory.buf[start:end])
+            self.tables[name] = SharedTable(self._views[-1], self.lock, slots)
+            start = end
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_attach, (self.memory.name, self.slots, self.lock))
+
+    def close(self) -> None:
+        """Let go of the views and the mapping (the owner also removes the segment); idempotent."""
+        if not self._views:
+            return
+        self.generation = Generation()
+        self.tables = {}
+        for view in self._views:
+            view.release()
+        self._views = []
+        self.memory.close()
+        if self._owner:
+            self.memory.unlink()
+
+
+def _attach(name: str, slots: int, lock: Any) -> SharedState:
+    return SharedState(slots, _name=name, _lock=lock)

@@ -1,0 +1,99 @@
+"""The limiters' tables: the shared-memory one against real worker processes, and its fixed-slot reuse."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from server import sharedstate
+from server.ratelimit import AuthThrottle, RateLimiter
+from server.sharedstate import PROBE, MemoryTable, SharedState
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+@pytest.fixture
+def shared() -> Iterator[SharedState]:
+    state = SharedState(slots=64)
+    yield state
+    state.close()
+
+
+def _spend(state: SharedState, key: str, times: int, answers: Any) -> None:
+    """In another process: take `times` tokens from the key's bucket, fail auth once, bump the generation."""
+    limiter = RateLimiter(10, 60, state.tables["rate"])
+    answers.put([limiter.check(key).allowed for _ in range(times)])
+    AuthThrottle(3, table=state.tables["auth"]).failure("203.0.113.7")
+    state.generation.bump()
+    state.close()
+
+
+def test_a_bucket_and_a_failure_count_are_shared_with_another_process(shared: SharedState) -> None:
+    answers = SPAWN.SimpleQueue()
+    child = SPAWN.Process(target=_spend, args=(shared, "key-a", 7, answers))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0 and answers.get() == [True] * 7
+    here = RateLimiter(10, 60, shared.tables["rate"])
+    assert [here.check("key-a").allowed for _ in range(4)] == [True, True, True, False]
+    assert here.check("key-b").remaining == 9  # another key has its own bucket
+    throttle = AuthThrottle(3, table=shared.tables["auth"])
+    assert [throttle.failure("203.0.113.7") for _ in range(3)] == [0.0, 0.0, 30.0]  # 1 + 3 > 3 allowed
+    assert throttle.blocked_for("203.0.113.7") > 29
+    assert shared.generation.value() == 1
+
+
+def test_workers_taking_tokens_at_once_never_overspend(shared: SharedState) -> None:
+    answers = SPAWN.SimpleQueue()
+    children = [SPAWN.Process(target=_spend, args=(shared, "hot", 8, answers)) for _ in range(3)]
+    for child in children:
+        child.start()
+    taken = [allowed for _ in children for allowed in answers.get()]
+    for child in children:
+        child.join(30)
+    assert taken.count(True) == 10 and len(taken) == 24
+    assert shared.generation.value() == 3
+
+
+def test_a_full_probe_window_reuses_the_slot_idle_longest(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = SharedState(slots=1)  # one home slot: every key shares the same PROBE slots
+    clock = [100.0]
+    monkeypatch.setattr(sharedstate.time, "monotonic", lambda: clock[0])
+    try:
+        table = state.tables["rate"]
+        for i in range(PROBE):
+            clock[0] += 1
+            table.update(f"k{i}", lambda row, i=i: ((float(i), 0.0, 0.0, 0.0), None))
+        clock[0] += 1
+        table.update("k0", lambda row: (row, None))  # k0 used again: k1 is now the idle-longest
+        assert table.get("k0") == (0.0, 0.0, 0.0, 0.0)
+        table.update("new", lambda row: ((9.0, 9.0, 9.0, 9.0), row))
+        assert table.get("new") == (9.0, 9.0, 9.0, 9.0)
+        assert table.get("k1") is None
+        assert all(table.get(f"k{i}") is not None for i in (0, *range(2, PROBE)))
+        table.update("new", lambda row: (None, None))  # None deletes
+        assert table.get("new") is None
+    finally:
+        state.close()
+
+
+def test_the_memory_table_forgets_idle_rows_only_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(sharedstate.time, "monotonic", lambda: clock[0])
+    table = MemoryTable(keep_seconds=60, max_rows=3)
+    for name in ("old", "mid", "new"):
+        table.update(name, lambda row: ((1.0, 0.0, 0.0, 0.0), None))
+        clock[0] += 20
+    assert len(table) == 3
+    table.update("fourth", lambda row: ((1.0, 0.0, 0.0, 0.0), None))  # at 60 s: only "old" idle that long
+    assert table.get("old") is None and len(table) == 3
+
+
+def test_the_generation_is_local_without_shared_memory() -> None:
+    counter = sharedstate.Generation()
+    counter.bump()
+    counter.bump()
+    assert counter.value() == 2

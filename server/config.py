@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import tomllib
@@ -18,6 +19,17 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+@functools.lru_cache(maxsize=64)
+def is_loopback_host(host: str) -> bool:
+    """Asked on every request (the Host check), so remembered per name."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ServerSettings(_Section):
@@ -44,12 +56,7 @@ class ServerSettings(_Section):
 
     @property
     def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
 
 class DatabaseSettings(_Section):

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 from server.config import LogSettings
+from server.jsonsafe import dumps
 
 # (cheap substring that must be present, pattern, replacement): most lines skip every regex.
 _PATTERNS = [
@@ -74,7 +75,7 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        record._voka_json = redact(json.dumps(entry, default=str, ensure_ascii=False))
+        record._voka_json = redact(dumps(entry, default=str))
         return record._voka_json  # type: ignore[no-any-return]
 
 
@@ -97,7 +98,7 @@ def log_requests(entries: Sequence[Any]) -> None:
         line = {"time": entry.ts.replace("+00:00", "Z"), "level": "error" if error else "info",
                 "logger": _access.name, "message": "request"}
         line.update((name, getattr(entry, attr)) for name, attr in _ACCESS_FIELDS)
-        (failed if error else ok).append(json.dumps(line, default=str, ensure_ascii=False))
+        (failed if error else ok).append(dumps(line))
     for level, lines in ((logging.INFO, ok), (logging.ERROR, failed)):
         if lines:
             text = redact("\n".join(lines))

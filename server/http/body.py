@@ -97,8 +97,17 @@ def parse_json(raw: bytes) -> Any:
                        ) from None
     except ValueError:
         raise _invalid("The body is not valid JSON.") from None
-    _check_shape(value)
+    if _may_break_shape_rules(text):
+        _check_shape(value)
     return value
+
+
+def _may_break_shape_rules(text: str) -> bool:
+    """Whether the walk in _check_shape is needed. Escapes only shorten strings, unpaired surrogates can
+    only come from `\\u` escapes (the text itself is valid UTF-8), and nesting needs brackets; most bodies
+    are small and plain, and skip the walk."""
+    return (len(text) > MAX_STRING_CHARS or "\\u" in text
+            or text.count("{") + text.count("[") >= MAX_DEPTH)
 
 
 async def read_json(request: web.Request, max_bytes: int) -> Any:

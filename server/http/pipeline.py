@@ -93,12 +93,17 @@ def _refuse(ctx: CallContext, exc: BridgeError) -> web.Response:
     return error_response(exc)
 
 
+def _preview(body: bytes | None) -> str | None:
+    """The first bytes of a body as text (cut before decoding: a long body is never decoded whole)."""
+    return body[:BODY_PREVIEW].decode("utf-8", "replace") if body else None
+
+
 def _finish(request: web.Request, ctx: CallContext, client: str, response: web.StreamResponse,
             duration_ms: float) -> None:
     bridge = request.app[BRIDGE]
     principal = ctx.principal
     raw_body = request.get("voka.body")
-    response_text = response.text if isinstance(response, web.Response) else None
+    sent = response.body if isinstance(response, web.Response) else None
     entry = RequestFinished(
         ts=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
         key_id=principal.key_id if principal else None,
@@ -106,8 +111,8 @@ def _finish(request: web.Request, ctx: CallContext, client: str, response: web.S
         client=client, method=request.method, route=ctx.route, protocol=ctx.protocol, tool=ctx.tool,
         status=response.status, duration_ms=round(duration_ms, 3), rows=ctx.rows,
         error_code=ctx.error_code,
-        request_body=raw_body[:BODY_PREVIEW].decode("utf-8", "replace") if raw_body else None,
-        response_body=response_text[:BODY_PREVIEW] if response_text else None,
+        request_body=_preview(raw_body),
+        response_body=_preview(sent if isinstance(sent, bytes) else None),
         detail=str(ctx.detail["reason"])[:200] if "reason" in ctx.detail else None,
     )
     bridge.audit.record(entry)  # the audit writer also puts the request's line in combined.log

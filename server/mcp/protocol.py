@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from server.jsonsafe import to_jsonable
+from server.jsonsafe import dumps_bytes
 
 # ---- protocol versions -------------------------------------------------------------------------
 HANDSHAKE_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
@@ -127,7 +126,7 @@ def error(request_id: int | str | None, exc: RpcError) -> dict[str, Any]:
 
 
 def encode(payload: Any) -> bytes:
-    return json.dumps(payload, default=to_jsonable, ensure_ascii=False, separators=(",", ":")).encode()
+    return dumps_bytes(payload)
 
 
 # ---- the per-request (2026-07-28) ladder ----------------------------------------------------------

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import tomllib
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator, FormatChecker
 
 from server.bundled import bundled_text
 from server.catalog import Catalog
@@ -107,3 +109,38 @@ def test_sql_parameter_scanner_skips_literals_and_casts() -> None:
     assert order == ["b", "c"]
     assert rewritten.endswith("WHERE b = $1 AND c = $2 -- :comment\n AND d = $1")
     assert "a::text" in rewritten and "':fake'" in rewritten
+
+
+_TRICKY = [None, True, False, 0, 1, 1.0, 1.5, -1, 2**63 - 1, -(2**63), "", " ", "x", "+15551234567",
+           "+1555123456\n", "١٢٣٤٥٦٧٨", "2025-06-05", "2025-02-30", "2025-13-01", "20250605", "a@b.co",
+           "a" * 300, [], [{}], [{"product_id": "P1", "quantity": 1}],
+           [{"product_id": "P1", "quantity": 1.0}], [{"product_id": "P1", "quantity": True}],
+           [{"product_id": "P1", "quantity": 1, "x": 1}], {"product_id": "P1"}]
+
+
+def test_fast_check_never_accepts_what_the_full_validator_refuses(tmp_path: Path) -> None:
+    """The compiled fast path only ever says yes to calls jsonschema also accepts (it has the last word)."""
+    catalog = Catalog.from_dict(tomllib.loads(bundled_text("tools.toml")))
+    checked = agreed_valid = 0
+    for tool in catalog:
+        assert tool._fast_check is not None, tool.name
+        full = Draft202012Validator(tool.input_schema, format_checker=FormatChecker())
+        for name in tool.params:
+            for value in _TRICKY:
+                args = {name: value}
+                checked += 1
+                if tool._passes_fast_check(args):
+                    assert full.is_valid(args), (tool.name, args)
+                    agreed_valid += 1
+        assert not tool._passes_fast_check({"unknown": 1})
+    assert checked > 100 and agreed_valid > 5
+
+
+def test_fast_check_lets_valid_calls_skip_the_full_validator(tmp_path: Path) -> None:
+    catalog = Catalog.from_dict(tomllib.loads(bundled_text("tools.toml")))
+    tool = catalog.get("find_customer_by_phone")
+    assert tool is not None
+    assert tool._passes_fast_check({"phone": "+15558594448"})
+    assert not tool._passes_fast_check({"phone": "555 CALL NOW"})
+    with pytest.raises(InvalidParams, match="does not have the expected format"):
+        tool.bind({"phone": "555 CALL NOW"})

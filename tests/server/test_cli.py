@@ -114,7 +114,9 @@ def test_python_dash_m_server_and_mcp_api_key(tmp_path: Path) -> None:
     finally:
         assert server.stop() == 0
     logs = b"".join(p.read_bytes() for p in (tmp_path / "home" / "logs").glob("*.log"))
-    assert b'"status": 200' in logs and secret.encode() not in logs
+    access = [json.loads(line) for line in logs.splitlines() if b'"server.access"' in line]
+    assert any(line["status"] == 200 and line["key"] == "MCP_API_KEY" for line in access)
+    assert secret.encode() not in logs
 
 
 def test_keys_lifecycle_through_the_cli_reaches_a_running_server(served: Served, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from server.paths import Paths
 from server.ratelimit import AuthThrottle, RateLimiter
 from server.reachability import Reachability, ReachabilityProbe
 from server.secretstore import SecretStore
+from server.sharedstate import Cluster
 from server.state import connect_state, data_version
 
 log = logging.getLogger(__name__)
@@ -46,16 +47,21 @@ class Health:
 
 class Bridge:
     def __init__(self, paths: Paths, config: Config, *, database_url: str,
-                 static_keys: list[tuple[str, Principal]] | None = None) -> None:
-        """`static_keys` are keys that live outside state.sqlite3: MCP_API_KEY, or a run-only demo key."""
+                 static_keys: list[tuple[str, Principal]] | None = None,
+                 cluster: Cluster | None = None) -> None:
+        """`static_keys` are keys that live outside state.sqlite3: MCP_API_KEY, or a run-only demo key.
+        `cluster`: set in each worker of `serve --workers N`; limits and the query cache are then shared."""
         self.paths = paths
         self.config = config
         self.database_url = database_url
         self.static_keys = static_keys or []
+        self.cluster = cluster
         self.events = EventBus()
-        self.limiter = RateLimiter(config.rate_limit.requests, config.rate_limit.window_seconds)
-        self.auth_throttle = AuthThrottle(config.rate_limit.failed_auth_per_minute)
-        self.executor = ToolExecutor(self)
+        tables = cluster.shared.tables if cluster else {}
+        self.limiter = RateLimiter(config.rate_limit.requests, config.rate_limit.window_seconds,
+                                   tables.get("rate"))
+        self.auth_throttle = AuthThrottle(config.rate_limit.failed_auth_per_minute, table=tables.get("auth"))
+        self.executor = ToolExecutor(self, cluster.shared.generation if cluster else None)
         self.catalog = Catalog({})
         self.started_at = time.time()
         self.health = Health(False, "starting", 0.0)
@@ -98,8 +104,11 @@ class Bridge:
                        loop.create_task(self._watch_health(), name="health-watcher")]
 
     def watch_reachability(self) -> None:
-        """Once listening: probe `[server] public_url` periodically (nothing to do without one)."""
+        """Once listening: probe `[server] public_url` periodically (nothing to do without one; one worker
+        probes for the whole server)."""
         server = self.config.server
+        if self.cluster is not None and self.cluster.index != 0:
+            return
         if server.public_url.strip() and server.check_public_url and self.reachability is None:
             self.reachability = ReachabilityProbe(self.config.server.public_url, self.events)
             self.reachability.start()

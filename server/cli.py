@@ -19,13 +19,14 @@ from server.config import Config, ConfigError, load_config
 from server.db import open_database
 from server.db.base import Database
 from server.errors import BridgeError
-from server.host import ServerHost, certificate_for
-from server.keys import SCOPES, KeyProblem, KeyStore, parse_scopes
+from server.host import ServerHost, certificate_for, site_url, ssl_context_for
+from server.keys import SCOPES, KeyProblem, KeyStore, Principal, parse_scopes
 from server.launch import first_run_keys, prepare
 from server.logs import setup_logging
-from server.paths import resolve_paths
+from server.paths import Paths, resolve_paths
 from server.secretstore import KeyringUnavailable
 from server.state import connect_state
+from server.tls import CertificateInfo
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default from config.toml, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default from config.toml, else 3000)")
     serve.add_argument("--config", metavar="FILE", help="config.toml to use")
+    serve.add_argument("--workers", type=_worker_count, default=1, metavar="N",
+                       help="serve with N processes sharing the port (Linux/macOS; default 1)")
     _add_home(serve)
 
     keys = sub.add_parser("keys", help="manage API keys")
@@ -84,9 +87,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of processes, not {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {count})")
+    return count
+
+
 def _fail(message: str, code: int = EXIT_FAIL) -> int:
     print(f"voka-bridge: {message}", file=sys.stderr)
     return code
+
+
+def _announce(url: str, first_key: str | None, static_keys: list[tuple[str, Principal]],
+              certificate: CertificateInfo | None) -> None:
+    """What `serve` prints once it accepts requests, ending with the one "listening on" line."""
+    if first_key:
+        kept = ("only until this server stops" if any(first_key == s for s, _ in static_keys)
+                else "in your OS keyring")
+        print(f"Created an API key (kept {kept}):\n  {first_key}")
+        local = url.replace("0.0.0.0", "127.0.0.1")
+        print("Try it:\n  curl -X POST " + local + "/query -H \"Content-Type: application/json\" "
+              f"-H \"x-api-key: {first_key}\" -d '{{\"query\": \"SELECT * FROM customers LIMIT 5\"}}'")
+    if certificate is not None:
+        print(f"TLS certificate {certificate.cert_path}\n"
+              f"  SHA-256 fingerprint {certificate.fingerprint}")
+    print(f"listening on {url}", flush=True)
 
 
 async def _serve(bridge: Bridge, first_key: str | None) -> int:
@@ -97,17 +126,7 @@ async def _serve(bridge: Bridge, first_key: str | None) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     url = await host.start()
-    if first_key:
-        kept = ("only until this server stops" if any(first_key == s for s, _ in bridge.static_keys)
-                else "in your OS keyring")
-        print(f"Created an API key (kept {kept}):\n  {first_key}")
-        local = url.replace("0.0.0.0", "127.0.0.1")
-        print("Try it:\n  curl -X POST " + local + "/query -H \"Content-Type: application/json\" "
-              f"-H \"x-api-key: {first_key}\" -d '{{\"query\": \"SELECT * FROM customers LIMIT 5\"}}'")
-    if host.certificate is not None:
-        print(f"TLS certificate {host.certificate.cert_path}\n"
-              f"  SHA-256 fingerprint {host.certificate.fingerprint}")
-    print(f"listening on {url}", flush=True)
+    _announce(url, first_key, bridge.static_keys, host.certificate)
     try:
         await stop.wait()
     finally:
@@ -115,7 +134,26 @@ async def _serve(bridge: Bridge, first_key: str | None) -> int:
     return EXIT_OK
 
 
+def _serve_workers(paths: Paths, config: Config, url: str, static: list[tuple[str, Principal]],
+                   first_key: str | None, workers: int) -> int:
+    """`serve --workers N`: checked here as a single process would be, then served by N processes."""
+    from server.workers import Plan, WorkersFailed, serve_workers
+
+    certificate = certificate_for(config, paths.data_dir / tls.FOLDER)
+    ssl_context_for(config, certificate)  # refuses plain HTTP off loopback before anything binds
+    Catalog.load(paths.tools_file)
+    plan = Plan(paths, config, url, static, workers)
+    try:
+        return serve_workers(plan, lambda port: _announce(
+            site_url(config, port, tls=certificate is not None), first_key, static, certificate))
+    except WorkersFailed as exc:
+        return _fail(f"cannot serve with {workers} workers: {exc}")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.workers > 1 and sys.platform == "win32":
+        return _fail("--workers above 1 needs Linux or macOS; on Windows the server runs as one process "
+                     "(leave out --workers)", EXIT_USAGE)
     paths = resolve_paths(args.home)
     try:
         config, url = prepare(paths, args.config, demo=args.demo)
@@ -123,8 +161,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             config.server.host = args.host
         if args.port is not None:
             config.server.port = args.port
-        setup_logging(paths.log_dir, config.logging, console=True)
+        setup_logging(paths.log_dir, config.logging, console=True, rotate=args.workers == 1)
         static, first_key = first_run_keys(paths, demo=args.demo)
+        if args.workers > 1:
+            return _serve_workers(paths, config, url, static, first_key, args.workers)
         bridge = Bridge(paths, config, database_url=url, static_keys=static)
         return asyncio.run(_serve(bridge, first_key))
     except ConfigError as exc:

@@ -19,6 +19,7 @@ from server.errors import BadRequest, BridgeError, Forbidden, InvalidParams, Unk
 from server.idempotency import check_key, fingerprint
 from server.jsonsafe import dumps
 from server.keys import Principal
+from server.sharedstate import Generation
 
 if TYPE_CHECKING:
     from server.bridge import Bridge
@@ -63,9 +64,12 @@ def _decode_json_columns(row: dict[str, Any], columns: list[str]) -> dict[str, A
 
 
 class ToolExecutor:
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Bridge, generation: Generation | None = None) -> None:
+        """`generation` counts writes; shared by all workers of `serve --workers N`, so an action on one
+        worker makes every other worker's cached rows stale at once."""
         self.bridge = bridge
-        self._cache: dict[tuple[str, str], tuple[float, Outcome]] = {}
+        self.generation = generation or Generation()
+        self._cache: dict[tuple[str, str], tuple[float, int, Outcome]] = {}
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -116,11 +120,13 @@ class ToolExecutor:
 
     async def _query(self, tool: Tool, bound: dict[str, Any]) -> Outcome:
         cache_key = None
+        generation = 0
         if tool.cache_ttl_seconds:  # only cached tools pay for the key
             cache_key = (tool.name, json.dumps(bound, sort_keys=True, default=str))
+            generation = self.generation.value()
             hit = self._cache.get(cache_key)
-            if hit and hit[0] > time.monotonic():
-                return hit[1]
+            if hit and hit[0] > time.monotonic() and hit[1] == generation:
+                return hit[2]
         limits = self.bridge.config.limits
         max_rows = min(tool.max_rows or limits.max_rows, limits.max_rows)
         db = await self.bridge.database()
@@ -131,7 +137,7 @@ class ToolExecutor:
         if cache_key is not None:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[cache_key] = (time.monotonic() + tool.cache_ttl_seconds, outcome)
+            self._cache[cache_key] = (time.monotonic() + tool.cache_ttl_seconds, generation, outcome)
         return outcome
 
     async def _action(self, tool: Tool, bound: dict[str, Any]) -> Outcome:
@@ -140,7 +146,8 @@ class ToolExecutor:
         async with db.transaction(timeout=self.bridge.config.limits.query_timeout_seconds) as tx:
             for step in tool.steps:
                 last = await self.run_step(tx, step, db.engine, bound)
-        self.clear_cache()  # a write may change what cached queries would answer
+        self.clear_cache()  # a write may change what cached queries would answer (here and on other workers)
+        self.generation.bump()
         if last.rows:
             return Outcome(_decode_json_columns(dict(last.rows[0]), tool.json_columns), len(last.rows),
                            kind="action")

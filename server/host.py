@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Coroutine
@@ -76,11 +77,22 @@ def ssl_context_for(config: Config, certificate: CertificateInfo | None = None) 
     return context
 
 
-class ServerHost:
-    """Owns one Bridge and one listening site on the current event loop."""
+def site_url(config: Config, port: int, *, tls: bool) -> str:
+    host = config.server.host
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
 
-    def __init__(self, bridge: Bridge) -> None:
+
+class ServerHost:
+    """Owns one Bridge and one listening site on the current event loop.
+
+    `sock`: an already listening socket to serve on (a worker of `serve --workers N` serves the one its
+    supervisor bound) instead of binding [server] host and port itself.
+    """
+
+    def __init__(self, bridge: Bridge, sock: socket.socket | None = None) -> None:
         self.bridge = bridge
+        self.sock = sock
         self.runner: web.AppRunner | None = None
         self.url: str | None = None
         self.port: int | None = None
@@ -98,18 +110,18 @@ class ServerHost:
                                         keepalive_timeout=config.limits.idle_timeout_seconds,
                                         handle_signals=False)
             await self.runner.setup()
-            site = web.TCPSite(self.runner, config.server.host, config.server.port,
-                               ssl_context=ssl_context, reuse_address=True)
+            site: web.BaseSite
+            if self.sock is not None:
+                site = web.SockSite(self.runner, self.sock, ssl_context=ssl_context)
+            else:
+                site = web.TCPSite(self.runner, config.server.host, config.server.port,
+                                   ssl_context=ssl_context, reuse_address=True)
             await site.start()
         except BaseException:
             await self.stop()
             raise
-        address = self.runner.addresses[0]
-        self.port = address[1]
-        scheme = "https" if ssl_context else "http"
-        host = config.server.host
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"{scheme}://{shown}:{self.port}"
+        self.port = self.runner.addresses[0][1]
+        self.url = site_url(config, self.port, tls=ssl_context is not None)
         log.info("listening", extra={"fields": {"url": self.url}})
         if self.certificate is not None:
             log.info("serving HTTPS", extra={"fields": {

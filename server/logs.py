@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
+from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler, WatchedFileHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -132,10 +132,23 @@ def stop_logging() -> None:
         _listener = None
 
 
-def setup_logging(log_dir: Path, settings: LogSettings, *, console: bool = False) -> None:
+LOG_FILES = ("combined.log", "error.log")
+
+
+def _file_handler(path: Path, settings: LogSettings, rotate: bool) -> logging.FileHandler:
+    if rotate:
+        return RotatingFileHandler(path, maxBytes=settings.max_bytes, backupCount=settings.backups,
+                                   encoding="utf-8", delay=True)
+    return WatchedFileHandler(path, encoding="utf-8", delay=True)
+
+
+def setup_logging(log_dir: Path, settings: LogSettings, *, console: bool = False,
+                  rotate: bool = True) -> None:
     """Attach the rotating JSON files (and optionally stderr) to the `server` logger tree.
 
     The request path only enqueues a record; a writer thread formats, redacts and writes it.
+    `rotate=False` (the processes of `serve --workers N`): the files are appended to and reopened when
+    renamed, and the supervisor alone rotates them (`rotate_logs`), so no two processes rotate one file.
     """
     global _listener
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -146,11 +159,9 @@ def setup_logging(log_dir: Path, settings: LogSettings, *, console: bool = False
         handler.close()
     root.setLevel(settings.level)
     root.propagate = False
-    combined = RotatingFileHandler(log_dir / "combined.log", maxBytes=settings.max_bytes,
-                                   backupCount=settings.backups, encoding="utf-8", delay=True)
+    combined = _file_handler(log_dir / LOG_FILES[0], settings, rotate)
     combined.setFormatter(JsonFormatter())
-    errors = RotatingFileHandler(log_dir / "error.log", maxBytes=settings.max_bytes,
-                                 backupCount=settings.backups, encoding="utf-8", delay=True)
+    errors = _file_handler(log_dir / LOG_FILES[1], settings, rotate)
     errors.setLevel(logging.ERROR)
     errors.setFormatter(JsonFormatter())
     handlers: list[logging.Handler] = [combined, errors]
@@ -164,3 +175,21 @@ def setup_logging(log_dir: Path, settings: LogSettings, *, console: bool = False
     _listener.start()
     root.addHandler(_Enqueue(records))
     atexit.register(stop_logging)
+
+
+def rotate_logs(log_dir: Path, settings: LogSettings) -> None:
+    """Rotate each log file past `max_bytes` as RotatingFileHandler does (file.1 ... file.N); the writers
+    (WatchedFileHandler) notice the rename and reopen."""
+    for name in LOG_FILES:
+        path = log_dir / name
+        try:
+            if path.stat().st_size < settings.max_bytes:
+                continue
+        except FileNotFoundError:
+            continue
+        rotator = RotatingFileHandler(path, maxBytes=settings.max_bytes, backupCount=settings.backups,
+                                      encoding="utf-8", delay=True)
+        try:
+            rotator.doRollover()
+        finally:
+            rotator.close()

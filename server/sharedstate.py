@@ -14,6 +14,7 @@ import hashlib
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing import get_context
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any, Protocol, TypeVar
@@ -187,3 +188,13 @@ class SharedState:
 
 def _attach(name: str, slots: int, lock: Any) -> SharedState:
     return SharedState(slots, _name=name, _lock=lock)
+
+
+@dataclass
+class Cluster:
+    """This process's place in a multi-process server (`serve --workers N`): the shared segment, which
+    worker it is (0 is the one that also runs once-per-server chores) and how many there are."""
+
+    shared: SharedState
+    index: int
+    workers: int

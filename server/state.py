@@ -1,4 +1,5 @@
-"""state.sqlite3: key metadata, the audit log and idempotency records (never a secret).
+"""state.sqlite3: key metadata, the audit log, idempotency records and, with several workers, the MCP
+sessions they share (never a secret).
 
 Plain sqlite3 so the CLI can use it synchronously; the server runs these calls on one dedicated thread.
 """
@@ -9,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS = [
     """
@@ -54,6 +55,17 @@ _MIGRATIONS = [
         created_at  TEXT NOT NULL,
         PRIMARY KEY (key_id, idem_key)
     );
+    """,
+    """
+    CREATE TABLE mcp_sessions (
+        id          TEXT PRIMARY KEY,
+        key_id      TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        client_info TEXT NOT NULL,
+        initialized INTEGER NOT NULL DEFAULT 0,
+        last_used   REAL NOT NULL
+    );
+    CREATE INDEX mcp_sessions_key ON mcp_sessions(key_id, last_used);
     """,
 ]
 

@@ -6,6 +6,8 @@ bounds each request's time; auth and limits decide who may call; then the protoc
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from server.bridge import Bridge
@@ -20,7 +22,10 @@ def create_app(bridge: Bridge) -> web.Application:
     app = web.Application(middlewares=[pipeline, security.guard, auth_and_limits],
                           client_max_size=bridge.config.limits.max_body_bytes)
     app[BRIDGE] = bridge
-    app[CONCURRENCY] = ConcurrencyLimiter(bridge.config.rate_limit.max_concurrent_per_key)
+    # Per process: with N workers each holds its share of a key's cap (an asyncio queue cannot be shared).
+    workers = bridge.cluster.workers if bridge.cluster else 1
+    per_key = bridge.config.rate_limit.max_concurrent_per_key
+    app[CONCURRENCY] = ConcurrencyLimiter(math.ceil(per_key / workers))
     security.install(app)
     health.add_routes(app)
     openapi.add_routes(app)

@@ -181,7 +181,7 @@ async def endpoint(request: web.Request) -> web.StreamResponse:
         if request.method == "GET":
             return await handshake_stream(request, ctx, service)
         if request.method == "DELETE":
-            return handshake_delete(request, ctx, service)
+            return await handshake_delete(request, ctx, service)
         raise Refusal(405, RpcError(INVALID_REQUEST, "Method Not Allowed"),
                       headers={"Allow": "GET, POST, DELETE"})
     except Refusal as refusal:
@@ -233,22 +233,22 @@ def _discard(task: asyncio.Future[Any]) -> None:
 
 
 # ---- handshake era (2024-11-05 … 2025-11-25) -------------------------------------------------------
-def find_session(request: web.Request, ctx: CallContext, service: McpService) -> Session:
+async def find_session(request: web.Request, ctx: CallContext, service: McpService) -> Session:
     session_id = request.headers.get(SESSION_HEADER)
     if not session_id:
         raise Refusal(400, RpcError(INVALID_REQUEST, "Bad Request: Missing session ID; send initialize first",
                                     audit_code="missing_session"))
     assert ctx.principal is not None
-    session = service.sessions.get(session_id, ctx.principal.key_id)
+    session = await service.sessions.find(session_id, ctx.principal.key_id)
     if session is None:
         raise Refusal(404, RpcError(INVALID_REQUEST, "Session not found; send initialize to start a new one",
                                     audit_code="session_not_found"))
     return session
 
 
-def on_notification(session: Session, message: Message) -> None:
+async def on_notification(service: McpService, session: Session, message: Message) -> None:
     if message.method == "notifications/initialized":
-        session.initialized = True
+        await service.sessions.mark_initialized(session)
     elif message.method == "notifications/cancelled":
         signal = session.pending.get(message.params.get("requestId"))  # type: ignore[arg-type]
         if signal is not None and not signal.done():
@@ -267,20 +267,20 @@ async def handshake_post(request: web.Request, ctx: CallContext, service: McpSer
         raise Refusal(400, exc, request_id_of(body)) from None
     if message.kind == "request" and message.method == "initialize":
         if request.headers.get(SESSION_HEADER):
-            find_session(request, ctx, service)
+            await find_session(request, ctx, service)
             raise Refusal(400, RpcError(INVALID_REQUEST, "This session is already initialized; send "
                                         "initialize without Mcp-Session-Id to start a new session"),
                           message.id)
-        return initialize(ctx, service, message)
-    session = find_session(request, ctx, service)
+        return await initialize(ctx, service, message)
+    session = await find_session(request, ctx, service)
     headers = {SESSION_HEADER: session.id}
     if message.kind != "request":
-        on_notification(session, message)
+        await on_notification(service, session, message)
         return web.Response(status=202, headers=headers)
     return respond(await answer(ctx, service, session.version, message, session), headers=headers)
 
 
-def initialize(ctx: CallContext, service: McpService, message: Message) -> web.Response:
+async def initialize(ctx: CallContext, service: McpService, message: Message) -> web.Response:
     try:
         version, client_info = service.negotiate(message.params)
     except RpcError as exc:
@@ -288,7 +288,7 @@ def initialize(ctx: CallContext, service: McpService, message: Message) -> web.R
         return respond(error(message.id, exc))
     assert ctx.principal is not None
     try:
-        session = service.sessions.create(ctx.principal.key_id, version, client_info)
+        session = await service.sessions.open(ctx.principal.key_id, version, client_info)
     except SessionLimit as exc:
         raise Refusal(503, RpcError(INVALID_REQUEST, str(exc), audit_code="too_many_sessions"),
                       message.id, {"Retry-After": "30"}) from None
@@ -302,7 +302,7 @@ async def handshake_batch(request: web.Request, ctx: CallContext, service: McpSe
         raise Refusal(400, RpcError(INVALID_REQUEST, "Invalid request: empty batch"))
     if any(isinstance(item, dict) and item.get("method") == "initialize" for item in body):
         raise Refusal(400, RpcError(INVALID_REQUEST, "initialize must not be part of a JSON-RPC batch"))
-    session = find_session(request, ctx, service)
+    session = await find_session(request, ctx, service)
     if session.version not in BATCH_VERSIONS:
         raise Refusal(400, RpcError(INVALID_REQUEST, f"JSON-RPC batches are not allowed at protocol version "
                                                      f"{session.version}; send one message per request",
@@ -321,7 +321,7 @@ async def handshake_batch(request: web.Request, ctx: CallContext, service: McpSe
             replies.append(error(request_id_of(item), exc))
             continue
         if message.kind == "notification":
-            on_notification(session, message)
+            await on_notification(service, session, message)
         elif message.kind == "request":
             if charged and not bridge.limiter.check(ctx.principal.key_id, ctx.principal.rate_limit).allowed:
                 replies.append(error(message.id, RpcError(RATE_LIMITED, "Rate limit reached; retry later")))
@@ -338,7 +338,7 @@ async def handshake_stream(request: web.Request, ctx: CallContext, service: McpS
     """GET: the session's stream for server notifications (tools/list_changed)."""
     if not accepts(request)[1]:
         raise Refusal(406, RpcError(INVALID_REQUEST, "Not Acceptable: Client must accept text/event-stream"))
-    session = find_session(request, ctx, service)
+    session = await find_session(request, ctx, service)
     if session.streams:
         raise Refusal(409, RpcError(INVALID_REQUEST, "Conflict: Only one SSE stream is allowed per session"))
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -355,9 +355,9 @@ async def handshake_stream(request: web.Request, ctx: CallContext, service: McpS
     return response
 
 
-def handshake_delete(request: web.Request, ctx: CallContext, service: McpService) -> web.Response:
-    session = find_session(request, ctx, service)
-    service.sessions.end(session)
+async def handshake_delete(request: web.Request, ctx: CallContext, service: McpService) -> web.Response:
+    session = await find_session(request, ctx, service)
+    await service.sessions.close(session)
     return web.Response(status=204)
 
 

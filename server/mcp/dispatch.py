@@ -26,7 +26,7 @@ from server.mcp.protocol import (
     MODERN_VERSIONS,
     RpcError,
 )
-from server.mcp.sessions import SessionStore
+from server.mcp.sessions import SessionStore, SharedSessionStore
 from server.mcp.tools import McpTools
 
 log = logging.getLogger(__name__)
@@ -53,17 +53,25 @@ class McpService:
 
     def __init__(self, bridge: Bridge, sessions: SessionStore | None = None) -> None:
         self.bridge = bridge
-        self.sessions = sessions or SessionStore()
+        if sessions is None:  # several workers share their sessions through state.sqlite3
+            sessions = (SharedSessionStore(lambda: bridge.state, bridge.on_state) if bridge.cluster
+                        else SessionStore())
+        self.sessions = sessions
         self.tools = McpTools(bridge.executor)
         # 2026-07-28 listen streams -> whether each asked for tools/list_changed
         self.listeners: dict[asyncio.Queue[dict[str, Any] | None], bool] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._upkeep: asyncio.Task[None] | None = None
         self._unsubscribe = bridge.events.subscribe(self._on_event)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._upkeep = self._loop.create_task(self.sessions.run(), name="mcp-sessions")
 
     def close(self) -> None:
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+            self._upkeep = None
         self._unsubscribe()
         self.sessions.end_all()
         for queue in self.listeners:

@@ -3,17 +3,26 @@
 A session is only a little state (negotiated version, whether `initialized` arrived, open notification
 streams); losing one costs the client a re-initialize, never data. So the store keeps them in memory,
 forgets idle ones, and caps how many one key may hold so a looping client cannot exhaust memory.
+
+With `serve --workers N` a client's connections may reach different workers, so `SharedSessionStore`
+keeps the record in state.sqlite3 and reads it on every request (a DELETE on one worker ends the session
+on all); open streams and cancellation stay with the worker that holds the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import secrets
+import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 IDLE_TIMEOUT_SECONDS = 30 * 60
+TOUCH_SECONDS = 5.0  # a shared session's stored last use is written at most this often
 MAX_SESSIONS_PER_KEY = 64
 MAX_SESSIONS = 10_000
 STREAM_QUEUE = 64
@@ -61,6 +70,22 @@ class SessionStore:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    # The HTTP adapter's calls: plain here, a state.sqlite3 round trip in SharedSessionStore.
+    async def open(self, key_id: str, version: str, client_info: dict[str, Any]) -> Session:
+        return self.create(key_id, version, client_info)
+
+    async def find(self, session_id: str, key_id: str) -> Session | None:
+        return self.get(session_id, key_id)
+
+    async def close(self, session: Session) -> None:
+        self.end(session)
+
+    async def mark_initialized(self, session: Session) -> None:
+        session.initialized = True
+
+    async def run(self) -> None:
+        """Background upkeep while the server runs (none for the in-memory store)."""
 
     def for_key(self, key_id: str) -> list[Session]:
         return list(self._by_key.get(key_id, {}).values())
@@ -132,3 +157,118 @@ class SessionStore:
                 session.notify(message)
                 reached += 1
         return reached
+
+
+_COLUMNS = "key_id, version, client_info, initialized, last_used"
+
+
+class SharedSessionStore(SessionStore):
+    """Session records in state.sqlite3 for a multi-process server; this worker's streams in memory.
+
+    Every call of the adapter reads the record (on the state thread, `run_on_state`), so an end or an
+    expiry seen by one worker holds on all. Idle expiry uses the stored last use (wall-clock time),
+    written at most every TOUCH_SECONDS, and kept fresh for sessions busy here (an open stream).
+    """
+
+    def __init__(self, conn: Callable[[], sqlite3.Connection], run_on_state: Callable[..., Awaitable[Any]],
+                 **limits: Any) -> None:
+        super().__init__(**limits)
+        self._conn = conn
+        self._on_state = run_on_state
+
+    # ---- on the state thread ---------------------------------------------------------------
+    def _lookup(self, session_id: str, now: float) -> tuple[Any, ...] | None:
+        conn = self._conn()
+        row = conn.execute(f"SELECT {_COLUMNS} FROM mcp_sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            return None
+        if now - row[4] > self.idle_timeout:
+            conn.execute("DELETE FROM mcp_sessions WHERE id = ?", (session_id,))
+            return None
+        if now - row[4] > TOUCH_SECONDS:
+            conn.execute("UPDATE mcp_sessions SET last_used = ? WHERE id = ?", (now, session_id))
+        return tuple(row)
+
+    def _insert(self, session: Session, now: float, busy: set[str]) -> list[str]:
+        """Add the record within the caps; returns the ids of the idle sessions it pushed out."""
+        conn = self._conn()
+        ended: list[str] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM mcp_sessions WHERE last_used < ?", (now - self.idle_timeout,))
+            caps = (("WHERE key_id = ?", (session.key_id,), self.per_key), ("", (), self.total))
+            for where, args, cap in caps:
+                count = conn.execute(f"SELECT count(*) FROM mcp_sessions {where}", args).fetchone()[0]
+                if count < cap:
+                    continue
+                idle = [row[0] for row in conn.execute(
+                    f"SELECT id FROM mcp_sessions {where} ORDER BY last_used LIMIT ?", (*args, len(busy) + 1))
+                    if row[0] not in busy]
+                if not idle:
+                    raise SessionLimit("Too many open MCP sessions; close one (HTTP DELETE) or retry later.")
+                conn.execute("DELETE FROM mcp_sessions WHERE id = ?", (idle[0],))
+                ended.append(idle[0])
+            conn.execute(f"INSERT INTO mcp_sessions (id, {_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?)",
+                         (session.id, session.key_id, session.version, json.dumps(session.client_info), now))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return ended
+
+    def _execute(self, sql: str, *args: Any) -> None:
+        self._conn().execute(sql, args)
+
+    # ---- the adapter's calls ---------------------------------------------------------------
+    async def open(self, key_id: str, version: str, client_info: dict[str, Any]) -> Session:
+        session = Session(secrets.token_urlsafe(32), key_id, version, client_info, time.monotonic())
+        busy = {s.id for s in self._sessions.values() if s.busy()}
+        for ended in await self._on_state(self._insert, session, time.time(), busy):
+            self._forget(ended)
+        self._sessions[session.id] = session
+        self._by_key.setdefault(key_id, {})[session.id] = session
+        return session
+
+    async def find(self, session_id: str, key_id: str) -> Session | None:
+        row = await self._on_state(self._lookup, session_id, time.time())
+        if row is None:
+            self._forget(session_id)
+            return None
+        owner, version, client_info, initialized, _ = row
+        if not secrets.compare_digest(owner, key_id):
+            return None
+        session = self._sessions.get(session_id)
+        if session is None:
+            session = Session(session_id, owner, version, json.loads(client_info), time.monotonic())
+            self._sessions[session_id] = session
+            self._by_key.setdefault(owner, {})[session_id] = session
+        session.initialized = session.initialized or bool(initialized)
+        session.last_used = time.monotonic()
+        return session
+
+    async def close(self, session: Session) -> None:
+        await self._on_state(self._execute, "DELETE FROM mcp_sessions WHERE id = ?", session.id)
+        self.end(session)
+
+    async def mark_initialized(self, session: Session) -> None:
+        session.initialized = True
+        await self._on_state(self._execute, "UPDATE mcp_sessions SET initialized = 1 WHERE id = ?",
+                             session.id)
+
+    async def run(self) -> None:
+        """Keep the stored last use of sessions busy here fresh, and forget idle local copies."""
+        while True:
+            await asyncio.sleep(TOUCH_SECONDS)
+            busy = [s.id for s in self._sessions.values() if s.busy()]
+            with contextlib.suppress(sqlite3.Error):
+                for session_id in busy:
+                    await self._on_state(self._execute, "UPDATE mcp_sessions SET last_used = ? WHERE id = ?",
+                                         time.time(), session_id)
+            now = time.monotonic()
+            for session in [s for s in self._sessions.values() if self._expired(s, now)]:
+                self.end(session)  # only the copy here: the record expires by its own last use
+
+    def _forget(self, session_id: str) -> None:
+        session = self._sessions.get(session_id)
+        if session is not None:
+            self.end(session)

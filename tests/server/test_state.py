@@ -29,4 +29,4 @@ def test_concurrent_first_opens_create_the_schema_once(tmp_path: Path) -> None:
     conn = connect_state(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
-    assert {"keys", "audit", "idempotency"} <= tables
+    assert {"keys", "audit", "idempotency", "mcp_sessions"} <= tables

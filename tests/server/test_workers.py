@@ -1,0 +1,341 @@
+"""`serve --workers 2` as a person runs it: a real supervisor, real worker processes, one real port.
+
+Which worker took a connection is read from the operating system (/proc: the worker processes under the
+supervisor, and the sockets each one holds), never from anything the server would tell a caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp.client.client import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.server.test_cli import SLOW_SQL, Served, post, run_cli
+
+LOOKUP = {"name": "check_inventory", "params": {"product_id": "SCF-RED"}}
+STOCK_TOOL = '''
+[tools.stock_count]
+kind = "query"
+description = "Units in stock of one product (cached for a minute)."
+sql = "SELECT quantity FROM inventory WHERE product_id = :product_id"
+cache_ttl_seconds = 60
+
+[tools.stock_count.params.product_id]
+type = "string"
+'''
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The supervisor's worker processes (its other child is multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    pids = []
+    for pid in children:
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(int(pid))
+        except FileNotFoundError:
+            continue
+    return sorted(pids)
+
+
+def connections_held(pids: list[int], port: int) -> Counter[int]:
+    """How many established connections to `port` each process holds (its fds matched to /proc/net/tcp)."""
+    owner: dict[int, int] = {}
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except FileNotFoundError:
+                continue
+            if link.startswith("socket:["):
+                owner[int(link[8:-1])] = pid
+    held: Counter[int] = Counter()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], int(fields[9])
+            if local_port == port and state == "01" and inode in owner:
+                held[owner[inode]] += 1
+    return held
+
+
+class Workers(Served):
+    """`serve --demo --workers 2` with the rest of its output kept for later checks."""
+
+    def __init__(self, home: Path, *extra: str, config: str = "", tools: str = "") -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        if config:
+            (home / "config.toml").write_text(config)
+        if tools:
+            run_cli("check", "--home", str(home))  # lays down the default catalog to extend
+            (home / "tools.toml").write_text((home / "tools.toml").read_text() + tools)
+        super().__init__(home, "--workers", "2", *extra)
+        self.home = home
+        self.pids = worker_pids(self.proc.pid)
+
+    def finish(self) -> tuple[int, str]:
+        code = self.stop()
+        assert self.proc.stdout is not None
+        return code, "\n".join(self.lines) + "\n" + self.proc.stdout.read()
+
+    def audit_until(self, where: str, count: int, timeout: float = 5) -> list[sqlite3.Row]:
+        """The matching audit rows once there are `count` of them (each worker writes its own batches)."""
+        deadline = time.monotonic() + timeout
+        rows = self.audit(where)
+        while len(rows) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+            rows = self.audit(where)
+        return rows
+
+    def audit(self, where: str = "1") -> list[sqlite3.Row]:
+        conn = sqlite3.connect(self.home / "state.sqlite3")
+        conn.row_factory = sqlite3.Row
+        try:
+            return conn.execute(f"SELECT * FROM audit WHERE {where} ORDER BY id").fetchall()
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    server = Workers(tmp_path / "home")
+    yield server
+    server.stop()
+
+
+def keep_alive_round(url: str, key: str, count: int) -> list[http.client.HTTPConnection]:
+    """`count` connections, each answered once at the same time and left open (keep-alive)."""
+    host, port = url.removeprefix("http://").split(":")
+    conns = [http.client.HTTPConnection(host, int(port), timeout=20) for _ in range(count)]
+    statuses: list[int] = []
+
+    def ask(conn: http.client.HTTPConnection) -> None:
+        conn.request("POST", "/query", json.dumps({"query": "SELECT count(*) AS n FROM customers"}),
+                     {"Content-Type": "application/json", "x-api-key": key})
+        response = conn.getresponse()
+        response.read()
+        statuses.append(response.status)
+
+    threads = [threading.Thread(target=ask, args=(conn,)) for conn in conns]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * count
+    return conns
+
+
+def held_by_each(workers: Workers, pids: list[int], key: str) -> int:
+    """Rounds of 16 simultaneous keep-alive connections until every worker holds some; how many were
+    opened (0: some worker never took one)."""
+    opened: list[http.client.HTTPConnection] = []
+    try:
+        for _ in range(10):
+            opened += keep_alive_round(workers.url, key, 16)
+            held = connections_held(pids, workers.port)
+            if set(held) == set(pids):
+                assert sum(held.values()) == len(opened)
+                return len(opened)
+        return 0
+    finally:
+        for conn in opened:
+            conn.close()
+
+
+def test_both_workers_accept_connections_and_listening_is_printed_once(workers: Workers) -> None:
+    assert len(workers.pids) == 2
+    opened = held_by_each(workers, workers.pids, workers.first_key())
+    assert opened > 0
+    code, output = workers.finish()
+    assert code == 0
+    assert [line for line in output.splitlines() if line.startswith("listening on")] == [
+        f"listening on http://127.0.0.1:{workers.port}"]
+    assert len(workers.audit("route = '/query' AND status = 200")) == opened
+
+
+def test_a_keys_rate_limit_holds_across_workers(tmp_path: Path) -> None:
+    server = Workers(tmp_path / "home", config="[rate_limit]\nrequests = 10\nwindow_seconds = 600\n")
+    try:
+        key = server.first_key()
+        statuses = [post(server.url + "/query", LOOKUP, key)[0] for _ in range(40)]  # a connection each
+        assert statuses.count(200) == 10 and statuses.count(429) == 30
+        assert statuses[:10] == [200] * 10
+    finally:
+        assert server.stop() == 0
+
+
+def test_failed_auth_throttling_holds_across_workers(tmp_path: Path) -> None:
+    server = Workers(tmp_path / "home", config="[rate_limit]\nfailed_auth_per_minute = 3\n")
+    try:
+        key = server.first_key()
+        guesses = [post(server.url + "/query", LOOKUP, f"vbk_guess{i}_xxxxxxxx")[0] for i in range(4)]
+        assert guesses == [401, 401, 401, 401]  # the 4th failure, on whichever worker, starts the block
+        later = [post(server.url + "/query", LOOKUP, f"vbk_more{i}_xxxxxxxx") for i in range(20)]
+        assert {status for status, _ in later} == {429}
+        assert {body["code"] for _, body in later} == {"auth_throttled"}
+        assert post(server.url + "/query", LOOKUP, key)[0] == 429  # even a good key, from that address
+    finally:
+        assert server.stop() == 0
+
+
+def mcp_post(url: str, key: str, session_id: str, body: dict[str, Any]) -> int:
+    """One JSON-RPC message on a connection of its own; the HTTP status."""
+    request = http.client.HTTPConnection(url.removeprefix("http://"), timeout=20)
+    try:
+        request.request("POST", "/mcp", json.dumps(body), {
+            "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+            "x-api-key": key, "Mcp-Session-Id": session_id, "MCP-Protocol-Version": "2025-11-25"})
+        response = request.getresponse()
+        response.read()
+        return response.status
+    finally:
+        request.close()
+
+
+async def _sdk_session(url: str, key: str) -> tuple[str, list[int]]:
+    """The official client in legacy mode, a new connection for every request; the session it used."""
+    seen: set[str] = set()
+
+    async def remember(response: httpx2.Response) -> None:
+        if "mcp-session-id" in response.headers:
+            seen.add(response.headers["mcp-session-id"])
+
+    counts = []
+    http = httpx2.AsyncClient(headers={"x-api-key": key}, event_hooks={"response": [remember]},
+                              limits=httpx2.Limits(max_keepalive_connections=0))
+    async with http, Client(streamable_http_client(url + "/mcp", http_client=http), mode="legacy") as client:
+        assert client.protocol_version == "2025-11-25"
+        for _ in range(12):
+            found = await client.call_tool("find_customer_by_phone", {"phone": "+15558594448"})
+            assert found.is_error is False
+            counts.append(found.structured_content["count"])
+        assert "check_inventory" in {tool.name for tool in (await client.list_tools()).tools}
+    assert len(seen) == 1
+    return seen.pop(), counts
+
+
+def test_the_official_mcp_client_keeps_its_session_across_workers(workers: Workers) -> None:
+    key = workers.first_key()
+    session_id, counts = asyncio.run(_sdk_session(workers.url, key))
+    assert counts == [1] * 12
+    ping = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
+    # The SDK ended its session with DELETE on leaving; no worker knows it any more.
+    assert [mcp_post(workers.url, key, session_id, ping) for _ in range(8)] == [404] * 8
+    deleted = workers.audit_until("route = '/mcp' AND method = 'DELETE'", 1)
+    assert [r["status"] for r in deleted] == [204]
+
+
+def test_a_session_deleted_on_one_connection_is_gone_on_every_other(workers: Workers) -> None:
+    key = workers.first_key()
+    created = run_cli("keys", "create", "--name", "other", "--home", str(workers.home))
+    other = created.stdout.strip().splitlines()[-1]
+    time.sleep(1.5)
+    conn = http.client.HTTPConnection(workers.url.removeprefix("http://"), timeout=20)
+    conn.request("POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+        {"Content-Type": "application/json", "Accept": "application/json, text/event-stream", "x-api-key": key})
+    response = conn.getresponse()
+    response.read()
+    session_id = response.getheader("Mcp-Session-Id")
+    conn.close()
+    assert response.status == 200 and session_id
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    assert [mcp_post(workers.url, key, session_id, ping) for _ in range(8)] == [200] * 8
+    assert [mcp_post(workers.url, other, session_id, ping) for _ in range(4)] == [404] * 4  # not its session
+    conn = http.client.HTTPConnection(workers.url.removeprefix("http://"), timeout=20)
+    conn.request("DELETE", "/mcp", headers={"x-api-key": key, "Mcp-Session-Id": session_id,
+                                            "MCP-Protocol-Version": "2025-11-25"})
+    assert conn.getresponse().status == 204
+    conn.close()
+    assert [mcp_post(workers.url, key, session_id, ping) for _ in range(8)] == [404] * 8
+
+
+def test_an_action_empties_the_cached_query_on_every_worker(tmp_path: Path) -> None:
+    server = Workers(tmp_path / "home", tools=STOCK_TOOL)
+    try:
+        key = server.first_key()
+        ask = {"name": "stock_count", "params": {"product_id": "SCF-RED"}}
+        first = {json.dumps(post(server.url + "/query", ask, key)[1]["data"]) for _ in range(16)}
+        assert len(first) == 1
+        quantity = json.loads(first.pop())[0]["quantity"]
+        conn = sqlite3.connect(server.home / "demo.sqlite3")
+        with conn:
+            conn.execute("UPDATE inventory SET quantity = quantity + 5 WHERE product_id = 'SCF-RED'")
+        conn.close()
+        cached = {post(server.url + "/query", ask, key)[1]["data"][0]["quantity"] for _ in range(16)}
+        assert cached == {quantity}  # both workers answer from their caches
+        status, _ = post(server.url + "/action", {"action": "create_customer", "params": {
+            "name": "Cache Buster", "phone": "+15550007777"}}, key)
+        assert status == 200
+        after = {post(server.url + "/query", ask, key)[1]["data"][0]["quantity"] for _ in range(16)}
+        assert after == {quantity + 5}
+    finally:
+        assert server.stop() == 0
+
+
+def test_sigterm_lets_a_slow_request_finish_and_stops_every_worker(workers: Workers) -> None:
+    key = workers.first_key()
+    result: dict[str, Any] = {}
+    client = threading.Thread(target=lambda: result.update(answer=post(workers.url + "/query",
+                                                                       {"query": SLOW_SQL}, key)))
+    client.start()
+    time.sleep(0.5)
+    code = workers.stop()
+    client.join(timeout=30)
+    assert code == 0
+    assert result["answer"] == (200, {"success": True, "data": [{"n": 4000000}], "count": 1,
+                                      "truncated": False})
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers.pids)  # no worker left behind
+
+
+def test_a_key_created_while_it_runs_works_on_every_worker(workers: Workers) -> None:
+    created = run_cli("keys", "create", "--name", "late", "--scopes", "query", "--home", str(workers.home))
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    time.sleep(1.5)
+    assert [post(workers.url + "/query", LOOKUP, key)[0] for _ in range(16)] == [200] * 16
+
+
+def test_a_killed_worker_is_replaced(workers: Workers) -> None:
+    key = workers.first_key()
+    victim = workers.pids[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    pids = workers.pids
+    while time.monotonic() < deadline:
+        pids = worker_pids(workers.proc.pid)
+        if len(pids) == 2 and victim not in pids:
+            break
+        time.sleep(0.2)
+    assert len(pids) == 2 and victim not in pids and workers.pids[1] in pids
+    assert [post(workers.url + "/query", LOOKUP, key)[0] for _ in range(16)] == [200] * 16
+    assert held_by_each(workers, pids, key)  # the replacement accepts connections too
+    errors = [json.loads(line) for line in (workers.home / "logs" / "error.log").read_text().splitlines()]
+    assert [(e["message"], e["pid"], e["exitcode"]) for e in errors if e["logger"] == "server.workers"] == [
+        ("worker exited unexpectedly; starting a replacement", victim, -signal.SIGKILL)]
+    assert workers.stop() == 0
+
+
+@pytest.mark.parametrize("count", ["0", "-2", "two"])
+def test_a_worker_count_below_one_is_refused(tmp_path: Path, count: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "server", "--demo", "--home", str(tmp_path / "home"),
+                             "--workers", count], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--workers" in result.stderr and ("1 or more" in result.stderr or "whole number" in result.stderr)
+    assert not (tmp_path / "home").exists()  # refused before anything was set up

@@ -7,7 +7,6 @@ byte by byte, a handler that hangs) is answered and audited instead of holding a
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import ipaddress
 import logging
@@ -19,6 +18,7 @@ from aiohttp.typedefs import Handler
 from server.config import ServerSettings
 from server.errors import BridgeError, Forbidden
 from server.http.appstate import BRIDGE, context
+from server.http.deadline import Deadline, Deadlines
 
 log = logging.getLogger("server.security")
 
@@ -32,6 +32,7 @@ _HEADERS = {
 }
 _LOOPBACK_NAMES = ("localhost", "*.localhost")
 DEADLINE = "voka.deadline"
+DEADLINES = web.AppKey("deadlines", Deadlines)
 _WARNED_HOSTS = web.AppKey("warned_hosts", set[str])
 
 
@@ -83,9 +84,9 @@ def _answers_to(host: str, bind_host: str, public_url: str, origins: tuple[str, 
 
 def lift_deadline(request: web.Request) -> None:
     """A response that streams on purpose (an MCP event stream) lives as long as its client wants."""
-    deadline: asyncio.Timeout | None = request.get(DEADLINE)
+    deadline: Deadline | None = request.get(DEADLINE)
     if deadline is not None:
-        deadline.reschedule(None)
+        deadline.lift()
 
 
 @web.middleware
@@ -102,7 +103,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                         code="host_not_allowed")
     limit = bridge.config.limits.request_timeout_seconds
     try:
-        async with asyncio.timeout(limit) as deadline:
+        async with request.app[DEADLINES].limit(limit) as deadline:
             request[DEADLINE] = deadline
             return await handler(request)
     except TimeoutError:
@@ -138,6 +139,13 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 def install(app: web.Application) -> None:
-    """Attach the response-header hook; the guard middleware itself is listed in app.create_app."""
+    """Attach the response-header hook and the deadline watchdog; the guard middleware itself is listed
+    in app.create_app."""
     app[_WARNED_HOSTS] = set()
+    app[DEADLINES] = Deadlines()
     app.on_response_prepare.append(_security_headers)
+    app.on_cleanup.append(_stop_deadlines)
+
+
+async def _stop_deadlines(app: web.Application) -> None:
+    await app[DEADLINES].stop()

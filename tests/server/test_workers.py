@@ -26,19 +26,14 @@ import pytest
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from tests.server.http.test_rest import STOCK_TOOL
 from tests.server.test_cli import SLOW_SQL, Served, post, run_cli
 
 LOOKUP = {"name": "check_inventory", "params": {"product_id": "SCF-RED"}}
-STOCK_TOOL = '''
-[tools.stock_count]
-kind = "query"
-description = "Units in stock of one product (cached for a minute)."
-sql = "SELECT quantity FROM inventory WHERE product_id = :product_id"
-cache_ttl_seconds = 60
 
-[tools.stock_count.params.product_id]
-type = "string"
-'''
+
+def text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 def worker_pids(parent: int) -> list[int]:
@@ -339,3 +334,61 @@ def test_a_worker_count_below_one_is_refused(tmp_path: Path, count: str) -> None
     assert result.returncode == 2
     assert "--workers" in result.stderr and ("1 or more" in result.stderr or "whole number" in result.stderr)
     assert not (tmp_path / "home").exists()  # refused before anything was set up
+
+
+def test_under_load_every_request_is_audited_without_lock_errors(tmp_path: Path) -> None:
+    workers = Workers(tmp_path / "home", config="[rate_limit]\nrequests = 100000\n")
+    key = workers.first_key()
+    statuses: list[int] = []
+
+    def client() -> None:
+        statuses.extend(post(workers.url + "/query", LOOKUP, key)[0] for _ in range(25))
+
+    threads = [threading.Thread(target=client) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert statuses == [200] * 400
+        assert len(workers.audit_until("route = '/query' AND status = 200", 400)) == 400
+    finally:
+        assert workers.stop() == 0
+    assert "locked" not in text(workers.home / "logs" / "error.log")
+    assert "locked" not in workers.proc.stderr.read()  # type: ignore[union-attr]
+
+
+def test_the_supervisor_alone_rotates_the_logs_and_workers_follow(tmp_path: Path) -> None:
+    server = Workers(tmp_path / "home", config="[logging]\nmax_bytes = 1024\nbackups = 2\n")
+    logs = server.home / "logs"
+    try:
+        key = server.first_key()
+        for _ in range(12):  # about 3 KB of access lines
+            assert post(server.url + "/query", LOOKUP, key)[0] == 200
+        deadline = time.monotonic() + 10
+        while not (logs / "combined.log.2").exists() and time.monotonic() < deadline:
+            assert post(server.url + "/query", LOOKUP, key)[0] == 200
+            time.sleep(0.3)
+        assert (logs / "combined.log.2").exists()
+        time.sleep(1.5)  # the next rotation check has run
+        find = {"name": "find_customer_by_phone", "params": {"phone": "+15558594448"}}
+        assert post(server.url + "/query", find, key)[0] == 200
+        deadline = time.monotonic() + 5
+        while "find_customer_by_phone" not in text(logs / "combined.log") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "find_customer_by_phone" in text(logs / "combined.log")  # reopened after the rename
+    finally:
+        assert server.stop() == 0
+    assert not (logs / "combined.log.3").exists()  # backups = 2, as one process keeps them
+    for rotated in ("combined.log.1", "combined.log.2"):
+        assert "find_customer_by_phone" not in (logs / rotated).read_text()
+
+
+def test_windows_refuses_more_than_one_worker_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from server.cli import main
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert main(["serve", "--demo", "--workers", "2", "--home", str(tmp_path / "home")]) == 2
+    assert "--workers above 1 needs Linux or macOS" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()

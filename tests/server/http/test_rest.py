@@ -11,6 +11,16 @@ import pytest
 from tests.conftest import RunningServer
 
 PHONE = "+15558594448"  # customer 1 in the demo data
+STOCK_TOOL = '''
+[tools.stock_count]
+kind = "query"
+description = "Units in stock of one product (cached for a minute)."
+sql = "SELECT quantity FROM inventory WHERE product_id = :product_id"
+cache_ttl_seconds = 60
+
+[tools.stock_count.params.product_id]
+type = "string"
+'''
 
 
 def snapshot(server: RunningServer) -> str:
@@ -309,16 +319,7 @@ async def test_every_request_leaves_one_audit_row(server: RunningServer) -> None
 
 
 async def test_cached_query_answers_from_cache_until_a_write(make_server, home) -> None:
-    home.tools_file.write_text(home.tools_file.read_text() + '''
-[tools.stock_count]
-kind = "query"
-description = "Units in stock of one product (cached for a minute)."
-sql = "SELECT quantity FROM inventory WHERE product_id = :product_id"
-cache_ttl_seconds = 60
-
-[tools.stock_count.params.product_id]
-type = "string"
-''')
+    home.tools_file.write_text(home.tools_file.read_text() + STOCK_TOOL)
     running = await make_server()
     key = await running.create_key("k", ("query", "action"))
     ask = {"name": "stock_count", "params": {"product_id": "SCF-RED"}}

@@ -1,0 +1,68 @@
+"""Shared MCP sessions: two stores over one state.sqlite3, as two workers of `serve --workers 2` hold them."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.mcp.sessions import SessionLimit, SharedSessionStore
+from server.state import connect_state
+
+
+async def run_here(fn: Any, *args: Any) -> Any:
+    return fn(*args)
+
+
+@pytest.fixture
+def connections(tmp_path: Path) -> Iterator[list[sqlite3.Connection]]:
+    conns = [connect_state(tmp_path / "state.sqlite3") for _ in range(2)]
+    yield conns
+    for conn in conns:
+        conn.close()
+
+
+def stores(connections: list[sqlite3.Connection], **limits: Any) -> list[SharedSessionStore]:
+    return [SharedSessionStore(lambda c=conn: c, run_here, **limits) for conn in connections]
+
+
+async def test_a_session_opened_on_one_worker_is_found_ended_and_refused_on_another(connections) -> None:
+    first, second = stores(connections)
+    session = await first.open("key-a", "2025-11-25", {"name": "voka"})
+    found = await second.find(session.id, "key-a")
+    assert found is not None and (found.version, found.client_info) == ("2025-11-25", {"name": "voka"})
+    assert await second.find(session.id, "key-b") is None  # someone else's session
+    await second.mark_initialized(found)
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    session.streams.add(queue)  # the first worker holds this session's stream
+    await second.close(found)
+    assert await first.find(session.id, "key-a") is None
+    assert queue.get_nowait() is None  # the first worker's stream ended as the record did
+    assert len(first) == 0
+
+
+async def test_the_per_key_cap_counts_every_workers_sessions(connections) -> None:
+    first, second = stores(connections, per_key=2)
+    one = await first.open("key-a", "2025-11-25", {})
+    two = await second.open("key-a", "2025-11-25", {})
+    other = await second.open("key-b", "2025-11-25", {})  # another key has its own cap
+    three = await first.open("key-a", "2025-11-25", {})  # the least recently used one makes room
+    assert await second.find(one.id, "key-a") is None
+    assert all([await first.find(two.id, "key-a"), await second.find(three.id, "key-a"),
+                await first.find(other.id, "key-b")])
+    for held in (two, three):  # busy here: neither may be pushed out
+        (await first.find(held.id, "key-a")).in_flight += 1  # type: ignore[union-attr]
+    with pytest.raises(SessionLimit):
+        await first.open("key-a", "2025-11-25", {})
+
+
+async def test_idle_sessions_expire_by_their_stored_last_use(connections) -> None:
+    first, second = stores(connections, idle_timeout=0.3)
+    session = await first.open("key-a", "2025-11-25", {})
+    await asyncio.sleep(0.5)
+    assert await second.find(session.id, "key-a") is None
+    assert connections[0].execute("SELECT count(*) FROM mcp_sessions").fetchone()[0] == 0

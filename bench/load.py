@@ -8,7 +8,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from urllib.parse import urlparse
@@ -30,9 +35,7 @@ class Result:
 async def run_load(name: str, url: str, body: dict | list, headers: dict[str, str], *, concurrency: int = 32,
                    duration: float = 10.0, warmup: float = 1.0, ok_status: int = 200) -> Result:
     """Each client sends the next request as soon as the previous answer is in."""
-    host = urlparse(url).hostname or ""
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise SystemExit("bench: only loopback targets are allowed")
+    _loopback_only(url)
     payload = json.dumps(body).encode()
     sent_headers = {"Content-Type": "application/json", **headers}
     latencies: list[float] = []
@@ -59,6 +62,60 @@ async def run_load(name: str, url: str, body: dict | list, headers: dict[str, st
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0.0
     return Result(name, len(latencies), errors, round(elapsed, 2), round(len(latencies) / elapsed, 1),
                   round(statistics.median(latencies) * 1000, 2) if latencies else 0.0, round(p99 * 1000, 2))
+
+
+def _loopback_only(url: str) -> None:
+    if (urlparse(url).hostname or "") not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit("bench: only loopback targets are allowed")
+
+
+def _ms(text: str) -> float:
+    value = float(re.match(r"[\d.]+", text).group(0))  # type: ignore[union-attr]
+    return round(value / 1000 if text.endswith("us") else value * 1000 if text.endswith("s")
+                 and not text.endswith("ms") else value, 2)
+
+
+def run_wrk(name: str, url: str, body: dict | list, headers: dict[str, str], *, concurrency: int = 32,
+            duration: float = 10.0) -> Result:
+    """The same closed loop driven by wrk (C, one thread): less of the cores goes to the generator."""
+    _loopback_only(url)
+    lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"']
+    lines += [f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}" for name, value in headers.items()]
+    lines.append(f"wrk.body = [[{json.dumps(body)}]]")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("\n".join(lines) + "\n")
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency",
+                              "-s", script.name, url], capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    return Result(name, requests, errors, round(duration, 2), round(rps, 1), p50, p99)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The options every benchmark shares: the load generator, and how many processes serve Voka Bridge."""
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--generator", choices=("python", "wrk"), default="python",
+                        help="this module's asyncio clients, or wrk (if installed)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="serve Voka Bridge with N processes (serve --workers N); others unchanged")
+
+
+def measure(args: argparse.Namespace, name: str, url: str, body: dict | list,
+            headers: dict[str, str]) -> Result:
+    """One scenario with the chosen generator, concurrency and duration."""
+    if args.generator == "wrk":
+        if not shutil.which("wrk"):
+            raise SystemExit("bench: wrk is not installed (apt-get install wrk)")
+        return run_wrk(name, url, body, headers, concurrency=args.concurrency, duration=args.duration)
+    return asyncio.run(run_load(name, url, body, headers, concurrency=args.concurrency,
+                                duration=args.duration))
 
 
 def main() -> None:

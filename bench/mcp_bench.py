@@ -7,13 +7,12 @@ limit raised so the benchmark measures the server rather than the limiter; the S
 responses, stateless). The load generator (bench/load.py) runs 32 concurrent clients in this process and
 prints a Markdown table for the README.
 
-    python bench/mcp_bench.py [--duration 10] [--concurrency 32]
+    python bench/mcp_bench.py [--duration 10] [--concurrency 32] [--generator wrk] [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import socket
 import sqlite3
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import Result, run_load
+from load import Result, add_options, measure
 
 PHONE = "+15558594448"
 KEY = "bench-key-not-secret-0123456789abcdef"
@@ -67,14 +66,17 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
     raise SystemExit(f"bench: {what} did not start")
 
 
-def start_ours(home: Path, port: int) -> subprocess.Popen[bytes]:
+def start_ours(home: Path, port: int, workers: int) -> subprocess.Popen[str]:
     (home / "config.toml").write_text("[rate_limit]\nrequests = 100000000\nwindow_seconds = 60\n"
                                       "max_concurrent_per_key = 1000\n")
     proc = subprocess.Popen([sys.executable, "-m", "server", "--demo", "--home", str(home),
-                             "--port", str(port)], stdout=subprocess.DEVNULL,
-                            env={**os.environ, "MCP_API_KEY": KEY})
-    wait_listening(port, proc, "voka-bridge")
-    return proc
+                             "--port", str(port), "--workers", str(workers)],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "MCP_API_KEY": KEY})
+    assert proc.stdout is not None
+    for line in proc.stdout:  # every worker is accepting once this line is out
+        if line.startswith("listening on"):
+            return proc
+    raise SystemExit(f"bench: voka-bridge exited with {proc.wait()}")
 
 
 def start_sdk(database: Path, port: int) -> subprocess.Popen[bytes]:
@@ -110,8 +112,7 @@ def table(results: list[Result]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    add_options(parser)
     parser.add_argument("--sdk-server", nargs=2, metavar=("PORT", "DATABASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sdk_server:
@@ -120,23 +121,22 @@ def main() -> None:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="voka-mcp-bench-") as home:
         port = free_port()
-        ours = start_ours(Path(home), port)
+        ours = start_ours(Path(home), port, args.workers)
         try:
-            results.append(asyncio.run(run_load(
-                "Voka Bridge MCP tools/call (2026-07-28)", f"http://127.0.0.1:{port}/mcp", call_body(PHONE),
-                call_headers(KEY), concurrency=args.concurrency, duration=args.duration)))
+            results.append(measure(args, f"Voka Bridge MCP tools/call (2026-07-28), {args.workers} worker(s)",
+                                   f"http://127.0.0.1:{port}/mcp", call_body(PHONE), call_headers(KEY)))
         finally:
             ours.terminate()
             ours.wait(timeout=30)
         sdk_port = free_port()
         sdk = start_sdk(Path(home) / "demo.sqlite3", sdk_port)
         try:
-            results.append(asyncio.run(run_load(
-                "SDK MCPServer tools/call (2026-07-28), same lookup", f"http://127.0.0.1:{sdk_port}/mcp",
-                call_body(PHONE), call_headers(), concurrency=args.concurrency, duration=args.duration)))
+            results.append(measure(args, "SDK MCPServer tools/call (2026-07-28), same lookup",
+                                   f"http://127.0.0.1:{sdk_port}/mcp", call_body(PHONE), call_headers()))
         finally:
             sdk.terminate()
             sdk.wait(timeout=30)
+    print(f"({args.concurrency} clients, {args.duration:g} s each, load generator: {args.generator})")
     print(table(results))
     if results[1].rps:
         print(f"\nVoka Bridge / SDK: {results[0].rps / results[1].rps:.1f}x requests/s")

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -35,7 +33,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import Result, run_load
+from load import Result, add_options, measure
 
 ROOT = Path(__file__).resolve().parent.parent
 CUSTOMERS = 100_000
@@ -115,15 +113,15 @@ def wait_line(proc: subprocess.Popen[str], prefix: str, what: str) -> None:
     raise SystemExit(f"bench: {what} did not start")
 
 
-def start_bridge(home: Path, port: int, database_url: str) -> subprocess.Popen[str]:
+def start_bridge(home: Path, port: int, database_url: str, workers: int) -> subprocess.Popen[str]:
     """config.toml names the database without its password; DATABASE_URL (headless) carries it."""
     parts = urlsplit(database_url)
     plain_url = f"postgresql://{parts.username}@{parts.hostname}:{parts.port}{parts.path}"
     (home / "config.toml").write_text(f'[database]\nurl = "{plain_url}"\n\n'
                                       "[rate_limit]\nrequests = 100000000\nwindow_seconds = 60\n")
     env = {**os.environ, "MCP_API_KEY": KEY, "DATABASE_URL": database_url}
-    proc = subprocess.Popen([sys.executable, "-m", "server", "--home", str(home), "--port", str(port)],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "server", "--home", str(home), "--port", str(port),
+                             "--workers", str(workers)], stdout=subprocess.PIPE, text=True, env=env)
     wait_line(proc, "listening on", "voka-bridge")
     return proc
 
@@ -167,34 +165,6 @@ async def check_answer(url: str) -> None:
         raise SystemExit(f"bench: wrong answer from {url}: {response.status} {body}")
 
 
-async def measure(name: str, url: str, body: dict, concurrency: int, duration: float) -> Result:
-    return await run_load(name, url, body, {"x-api-key": KEY}, concurrency=concurrency, duration=duration)
-
-
-def _ms(text: str) -> float:
-    value = float(re.match(r"[\d.]+", text).group(0))  # type: ignore[union-attr]
-    return round(value / 1000 if text.endswith("us") else value * 1000 if text.endswith("s")
-                 and not text.endswith("ms") else value, 2)
-
-
-def measure_wrk(name: str, url: str, body: dict, concurrency: int, duration: float) -> Result:
-    """The same closed loop driven by wrk (C, one thread): less of the 2 cores goes to the generator."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                     f'wrk.headers["x-api-key"] = "{KEY}"\nwrk.body = [[{json.dumps(body)}]]\n')
-    try:
-        out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency",
-                              "-s", script.name, url], capture_output=True, text=True, check=True).stdout
-    finally:
-        os.unlink(script.name)
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    errors = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    return Result(name, requests, errors, round(duration, 2), round(rps, 1), p50, p99)
-
-
 def table(results: list[Result]) -> str:
     lines = ["| scenario (PostgreSQL, 100,000 customers) | requests/s | p50 ms | p99 ms | errors |",
              "|---|---:|---:|---:|---:|"]
@@ -205,21 +175,15 @@ def table(results: list[Result]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    add_options(parser)
     parser.add_argument("--admin-dsn", default=os.environ.get(
         "VOKA_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
-    parser.add_argument("--generator", choices=("python", "wrk"), default="python",
-                        help="bench/load.py (as the other benchmarks) or wrk, if installed")
     args = parser.parse_args()
-    if args.generator == "wrk" and not shutil.which("wrk"):
-        raise SystemExit("bench: wrk is not installed (apt-get install wrk)")
+    headers = {"x-api-key": KEY}
 
     def load(name: str, url: str, body: dict) -> Result:
-        if args.generator == "wrk":
-            return measure_wrk(name, url, body, args.concurrency, args.duration)
-        return asyncio.run(measure(name, url, body, args.concurrency, args.duration))
+        return measure(args, name, url, body, headers)
 
     password = secrets.token_hex(16)
     started = time.monotonic()
@@ -234,7 +198,7 @@ def main() -> None:
             home.mkdir()
             node_dir.mkdir()
             port = free_port()
-            bridge = start_bridge(home, port, database_url)
+            bridge = start_bridge(home, port, database_url, args.workers)
             try:
                 url = f"http://127.0.0.1:{port}/query"
                 asyncio.run(check_answer(url))
@@ -255,7 +219,8 @@ def main() -> None:
     finally:
         if not args.keep:
             asyncio.run(drop_database(args.admin_dsn))
-    print(f"({args.concurrency} clients, {args.duration:g} s each, load generator: {args.generator})")
+    print(f"({args.concurrency} clients, {args.duration:g} s each, load generator: {args.generator}, "
+          f"Voka Bridge workers: {args.workers})")
     print(table(results))
 
 

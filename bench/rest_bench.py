@@ -4,13 +4,12 @@ Starts `voka-bridge serve --demo` in a temp home (audit log and rate limits on, 
 benchmark measures the server rather than the limiter), runs 32 concurrent clients per scenario in
 another process, prints a Markdown table for the README.
 
-    python bench/rest_bench.py [--duration 10] [--concurrency 32]
+    python bench/rest_bench.py [--duration 10] [--concurrency 32] [--generator wrk] [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import socket
 import subprocess
@@ -19,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import Result, run_load  # noqa: E402
+from load import Result, add_options, measure
 
 PHONE = "+15558594448"
 KEY = "bench-key-not-secret-0123456789abcdef"
@@ -31,9 +30,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(home: Path, port: int) -> subprocess.Popen[str]:
+def start_server(home: Path, port: int, workers: int) -> subprocess.Popen[str]:
     (home / "config.toml").write_text("[rate_limit]\nrequests = 100000000\nwindow_seconds = 60\n")
-    proc = subprocess.Popen([sys.executable, "-m", "server", "--demo", "--home", str(home), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "server", "--demo", "--home", str(home),
+                             "--port", str(port), "--workers", str(workers)],
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "MCP_API_KEY": KEY})
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -48,31 +48,31 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-async def scenarios(url: str, concurrency: int, duration: float) -> list[Result]:
+def scenarios(args: argparse.Namespace, url: str) -> list[Result]:
     headers = {"x-api-key": KEY}
     return [
-        await run_load("REST find_customer_by_phone (catalog query)", url + "/query",
-                       {"name": "find_customer_by_phone", "params": {"phone": PHONE}}, headers,
-                       concurrency=concurrency, duration=duration),
-        await run_load("REST seed-style raw SQL lookup", url + "/query",
-                       {"query": "SELECT name, account_status, last_purchase FROM customers WHERE phone = $1",
-                        "args": [PHONE]}, headers, concurrency=concurrency, duration=duration),
+        measure(args, "REST find_customer_by_phone (catalog query)", url + "/query",
+                {"name": "find_customer_by_phone", "params": {"phone": PHONE}}, headers),
+        measure(args, "REST seed-style raw SQL lookup", url + "/query",
+                {"query": "SELECT name, account_status, last_purchase FROM customers WHERE phone = $1",
+                 "args": [PHONE]}, headers),
     ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    add_options(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="voka-bench-") as home:
         port = free_port()
-        proc = start_server(Path(home), port)
+        proc = start_server(Path(home), port, args.workers)
         try:
-            results = asyncio.run(scenarios(f"http://127.0.0.1:{port}", args.concurrency, args.duration))
+            results = scenarios(args, f"http://127.0.0.1:{port}")
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+    print(f"({args.concurrency} clients, {args.duration:g} s each, load generator: {args.generator}, "
+          f"Voka Bridge workers: {args.workers})")
     print(table(results))
 
 

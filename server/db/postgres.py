@@ -56,8 +56,11 @@ from server.sqlparams import to_numbered
 
 log = logging.getLogger(__name__)
 
-# One round trip after every read: end the transaction, then undo what survives a rollback.
-_CLEANUP = "ROLLBACK; SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL"
+# One round trip after every read: end the transaction, then undo what survives a rollback. Settings
+# (SET, set_config), LISTEN, cursors and notifications made inside the transaction end with it, temp
+# tables and PREPARE cannot run as a row-returning statement in a READ ONLY transaction; session advisory
+# locks are what a statement can still leave behind.
+_CLEANUP = "ROLLBACK; SELECT pg_advisory_unlock_all()"
 _CLIENT_GRACE = 1.0  # the client gives up this long after the server should have cancelled
 _MAX_PREFETCH = 2000
 _SHAPE_CACHE = 4096

@@ -52,6 +52,11 @@ def _constant(name: str) -> Any:
     raise _invalid(f"{name} is not a JSON value; send numbers as plain digits.")
 
 
+# Built once: json.loads with hooks would build a new decoder (and its scanner) for every body.
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_int=_integer, parse_float=_float,
+                            parse_constant=_constant)
+
+
 def _check_text(text: str) -> None:
     if len(text) > MAX_STRING_CHARS:
         raise _invalid(f"A text value in the JSON is longer than {MAX_STRING_CHARS} characters.")
@@ -88,8 +93,7 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise _invalid("The request body is not valid UTF-8 text.") from None
     try:
-        value = json.loads(text, object_pairs_hook=_object, parse_int=_integer, parse_float=_float,
-                           parse_constant=_constant)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise _invalid(f"The JSON is nested too deeply (limit {MAX_DEPTH}).") from None
     except json.JSONDecodeError as exc:

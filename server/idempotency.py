@@ -2,6 +2,9 @@
 
 An action sent with `Idempotency-Key: K` runs once per (API key, K). A repeat with the same body gets the
 first answer again; the same K with a different body is a 409. Records live in state.sqlite3 for 24 h.
+
+The key is claimed in state.sqlite3 (a pending record) before the action runs, so a duplicate that reaches
+another worker of `serve --workers N` waits for the first answer instead of running the action again.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from typing import Any
 from server.errors import BadRequest, Conflict
 
 RETENTION = dt.timedelta(hours=24)
+ABANDONED = dt.timedelta(minutes=2)  # a claim this old was left by a process that died mid-action
+PENDING, DONE = 0, 200
+WAIT_SECONDS = 0.05  # how often a duplicate looks for the first answer (bounded by the request deadline)
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -40,13 +46,31 @@ class IdempotencyStore:
         self._on_state = run_on_state
         self._in_flight: dict[tuple[str, str], asyncio.Future[Any]] = {}
 
-    def _lookup(self, key_id: str, idem: str) -> tuple[str, str] | None:
-        cutoff = (dt.datetime.now(dt.UTC) - RETENTION).isoformat()
-        row = self._conn.execute(
-            "SELECT fingerprint, response FROM idempotency "
-            "WHERE key_id = ? AND idem_key = ? AND created_at > ?",
-            (key_id, idem, cutoff)).fetchone()
-        return (row[0], row[1]) if row else None
+    def _claim(self, key_id: str, idem: str, print_: str, now: dt.datetime) -> tuple[int, str, str] | None:
+        """None: the key is now claimed by this caller, who runs the action. Otherwise the live record
+        (status, fingerprint, response): an answer to replay, or a claim another request holds."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._conn.execute(
+                "SELECT status, fingerprint, response, created_at FROM idempotency "
+                "WHERE key_id = ? AND idem_key = ?", (key_id, idem)).fetchone()
+            if row is not None and row[3] > (now - (RETENTION if row[0] == DONE else ABANDONED)).isoformat():
+                self._conn.execute("COMMIT")
+                return row[0], row[1], row[2]
+            self._conn.execute(
+                "INSERT OR REPLACE INTO idempotency "
+                "(key_id, idem_key, fingerprint, status, response, created_at) VALUES (?, ?, ?, ?, '', ?)",
+                (key_id, idem, print_, PENDING, now.isoformat()))
+            self._conn.execute("COMMIT")
+            return None
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def _release(self, key_id: str, idem: str) -> None:
+        """The action failed: drop the claim so a retry may run it."""
+        self._conn.execute("DELETE FROM idempotency WHERE key_id = ? AND idem_key = ? AND status = ?",
+                           (key_id, idem, PENDING))
 
     def _save(self, key_id: str, idem: str, print_: str, response: str) -> None:
         now = dt.datetime.now(dt.UTC)
@@ -54,8 +78,8 @@ class IdempotencyStore:
         self._conn.execute("DELETE FROM idempotency WHERE created_at < ?", (expired,))
         self._conn.execute(
             "INSERT OR REPLACE INTO idempotency "
-            "(key_id, idem_key, fingerprint, status, response, created_at) VALUES (?, ?, ?, 200, ?, ?)",
-            (key_id, idem, print_, response, now.isoformat()))
+            "(key_id, idem_key, fingerprint, status, response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (key_id, idem, print_, DONE, response, now.isoformat()))
 
     async def run_once(self, key_id: str, idem: str, print_: str, action: Callable[[], Awaitable[Any]],
                        encode: Callable[[Any], str], decode: Callable[[str], Any]) -> Any:
@@ -65,13 +89,20 @@ class IdempotencyStore:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._in_flight[slot] = future  # claimed before any await, so duplicates queue behind it
         try:
-            stored = await self._on_state(self._lookup, key_id, idem)
-            if stored is not None:
-                if stored[0] != print_:
+            while (stored := await self._on_state(self._claim, key_id, idem, print_,
+                                                  dt.datetime.now(dt.UTC))) is not None:
+                status, stored_print, response = stored
+                if stored_print != print_:
                     raise Conflict("This Idempotency-Key was already used for a different request.",
                                    code="idempotency_conflict")
-                return decode(stored[1])
-            result = await action()
+                if status == DONE:
+                    return decode(response)
+                await asyncio.sleep(WAIT_SECONDS)  # another worker runs it: wait for its answer
+            try:
+                result = await action()
+            except BaseException:
+                await self._on_state(self._release, key_id, idem)
+                raise
             await self._on_state(self._save, key_id, idem, print_, encode(result))
             return result
         finally:

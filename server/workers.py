@@ -199,7 +199,10 @@ class Supervisor:
                 if message[0] == "ready":
                     worker.ready = True
                 elif message[0] == "failed":
-                    raise WorkersFailed(str(message[1]))
+                    if not announced:
+                        raise WorkersFailed(str(message[1]))
+                    log.error("a replacement worker could not start",  # it exits; bounded restarts follow
+                              extra={"fields": {"worker": worker.index, "error": str(message[1])}})
         if worker.process.sentinel not in ready or self._stop_requested:
             return
         worker.process.join()

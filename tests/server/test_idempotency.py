@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 
+import pytest
+
+from server.idempotency import ABANDONED, IdempotencyStore
+from server.state import connect_state
 from tests.conftest import RunningServer
 from tests.server.http.test_rest import snapshot, stock
 
@@ -51,3 +57,38 @@ async def test_keys_are_per_api_key_and_validated(server: RunningServer) -> None
     status, body, _ = await server.post("/action", ORDER, key=server.keys["writer"],
                                         headers={"Idempotency-Key": "bad key with spaces"})
     assert (status, body["code"]) == (400, "invalid_idempotency_key")
+
+
+async def test_a_duplicate_on_another_worker_waits_for_the_first_answer(tmp_path) -> None:
+    """Two stores over one state.sqlite3, as two workers of `serve --workers 2` hold them."""
+    conns = [connect_state(tmp_path / "state.sqlite3") for _ in range(2)]
+    runs: list[int] = []
+
+    async def place_order() -> dict[str, int]:
+        runs.append(1)
+        await asyncio.sleep(0.3)
+        return {"id": len(runs)}
+
+    async def run_here(fn, *args):
+        return fn(*args)
+
+    first, second = (IdempotencyStore(conn, run_here) for conn in conns)
+    try:
+        answers = await asyncio.gather(*(store.run_once("key-a", "call-1", "print", place_order, json.dumps,
+                                                        json.loads) for store in (first, second)))
+        assert answers == [{"id": 1}, {"id": 1}] and runs == [1]
+
+        async def fails() -> dict[str, int]:
+            raise RuntimeError("the database refused the write")
+
+        with pytest.raises(RuntimeError):
+            await first.run_once("key-a", "call-2", "print", fails, json.dumps, json.loads)
+        assert await second.run_once("key-a", "call-2", "print", place_order, json.dumps,
+                                     json.loads) == {"id": 2}  # a failed action leaves the key free
+        conns[0].execute("INSERT INTO idempotency VALUES ('key-a', 'call-3', 'print', 0, '', ?)",
+                         ((dt.datetime.now(dt.UTC) - ABANDONED - dt.timedelta(seconds=1)).isoformat(),))
+        assert await second.run_once("key-a", "call-3", "print", place_order, json.dumps,
+                                     json.loads) == {"id": 3}  # a claim left by a dead worker expires
+    finally:
+        for conn in conns:
+            conn.close()

@@ -392,3 +392,52 @@ def test_windows_refuses_more_than_one_worker_clearly(tmp_path: Path, monkeypatc
     assert main(["serve", "--demo", "--workers", "2", "--home", str(tmp_path / "home")]) == 2
     assert "--workers above 1 needs Linux or macOS" in capsys.readouterr().err
     assert not (tmp_path / "home").exists()
+
+
+def test_workers_that_keep_dying_make_the_server_give_up(workers: Workers) -> None:
+    killed: set[int] = set()
+    deadline = time.monotonic() + 60
+    while workers.proc.poll() is None and time.monotonic() < deadline:
+        for pid in worker_pids(workers.proc.pid) if Path(f"/proc/{workers.proc.pid}").exists() else []:
+            if pid not in killed:
+                killed.add(pid)
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    assert workers.proc.wait(timeout=30) == 1
+    assert "giving up" in workers.proc.stderr.read()  # type: ignore[union-attr]
+    assert len(killed) >= 6  # six deaths within a minute: past the bound of five replacements
+    assert all(not Path(f"/proc/{pid}").exists() for pid in killed)
+
+
+def test_https_with_a_self_signed_certificate_on_every_worker(tmp_path: Path) -> None:
+    import ssl
+    import urllib.request
+
+    server = Workers(tmp_path / "home", config="[server]\ntls_self_signed = true\n")
+    try:
+        assert server.lines[-1] == f"listening on https://127.0.0.1:{server.port}"
+        assert any("SHA-256 fingerprint" in line for line in server.lines)
+        context = ssl.create_default_context(cafile=str(server.home / "tls" / "cert.pem"))
+        request = urllib.request.Request(f"https://127.0.0.1:{server.port}/query", method="POST",
+                                         data=json.dumps(LOOKUP).encode(), headers={
+                                             "Content-Type": "application/json", "x-api-key": server.first_key()})
+        for _ in range(8):
+            with urllib.request.urlopen(request, context=context, timeout=20) as response:
+                assert response.status == 200
+    finally:
+        assert server.stop() == 0
+
+
+def test_secrets_reach_workers_only_through_the_spawn_pipe(tmp_path: Path) -> None:
+    secret = "headless-secret-for-docker-0123456789"
+    home = tmp_path / "home"
+    server = Served(home, "--workers", "2", env={"MCP_API_KEY": secret}, module=("-m", "server"))
+    try:
+        pids = worker_pids(server.proc.pid)
+        assert len(pids) == 2
+        for pid in pids:
+            assert secret.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+            assert secret.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert [post(server.url + "/query", LOOKUP, secret)[0] for _ in range(8)] == [200] * 8
+    finally:
+        assert server.stop() == 0

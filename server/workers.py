@@ -95,8 +95,15 @@ async def _serve(bridge: Bridge, sock: socket.socket, pipe: Connection) -> int:
     except (ConfigError, OSError) as exc:
         pipe.send(("failed", str(exc)))
         return 1
-    loop.add_reader(pipe.fileno(), stop.set)  # readable only at EOF: the supervisor is gone, stop too
+
+    def orphaned() -> None:  # the pipe turns readable only at EOF: the supervisor is gone, so stop too
+        loop.remove_reader(pipe.fileno())
+        stop.set()
+
+    loop.add_reader(pipe.fileno(), orphaned)
     pipe.send(("ready", os.getpid()))
+    index = bridge.cluster.index if bridge.cluster else 0
+    log.info("worker ready", extra={"fields": {"worker": index, "pid": os.getpid()}})
     try:
         await stop.wait()
     finally:
@@ -234,7 +241,7 @@ class Supervisor:
         """SIGTERM every worker (each finishes its in-flight requests), then wait for them."""
         for worker in self.workers.values():
             if worker.process.is_alive():
-                os.kill(worker.process.pid, signal.SIGTERM)  # type: ignore[arg-type]
+                worker.process.terminate()  # SIGTERM: the worker's graceful stop
         grace = self.plan.config.server.shutdown_timeout_seconds + 15
         deadline = time.monotonic() + grace
         for worker in self.workers.values():

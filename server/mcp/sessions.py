@@ -256,17 +256,27 @@ class SharedSessionStore(SessionStore):
                              session.id)
 
     async def run(self) -> None:
-        """Keep the stored last use of sessions busy here fresh, and forget idle local copies."""
         while True:
             await asyncio.sleep(TOUCH_SECONDS)
-            busy = [s.id for s in self._sessions.values() if s.busy()]
             with contextlib.suppress(sqlite3.Error):
-                for session_id in busy:
-                    await self._on_state(self._execute, "UPDATE mcp_sessions SET last_used = ? WHERE id = ?",
-                                         time.time(), session_id)
-            now = time.monotonic()
-            for session in [s for s in self._sessions.values() if self._expired(s, now)]:
-                self.end(session)  # only the copy here: the record expires by its own last use
+                await self.upkeep()
+
+    async def upkeep(self) -> None:
+        """Keep the stored last use of sessions busy here fresh, end the streams of sessions ended
+        elsewhere (a DELETE on another worker), and forget idle local copies."""
+        busy = [s.id for s in self._sessions.values() if s.busy()]
+        if busy:
+            for gone in await self._on_state(self._touch, busy, time.time()):
+                self._forget(gone)
+        now = time.monotonic()
+        for session in [s for s in self._sessions.values() if self._expired(s, now)]:
+            self.end(session)  # only the copy here: the record expires by its own last use
+
+    def _touch(self, session_ids: list[str], now: float) -> list[str]:
+        """On the state thread: mark these sessions used now; the ids that no longer have a record."""
+        conn = self._conn()
+        return [session_id for session_id in session_ids if not conn.execute(
+            "UPDATE mcp_sessions SET last_used = ? WHERE id = ?", (now, session_id)).rowcount]
 
     def _forget(self, session_id: str) -> None:
         session = self._sessions.get(session_id)

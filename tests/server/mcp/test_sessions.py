@@ -39,9 +39,12 @@ async def test_a_session_opened_on_one_worker_is_found_ended_and_refused_on_anot
     await second.mark_initialized(found)
     queue: asyncio.Queue[Any] = asyncio.Queue()
     session.streams.add(queue)  # the first worker holds this session's stream
+    await first.upkeep()
+    assert queue.empty()  # the record is there: the stream stays
     await second.close(found)
+    await first.upkeep()  # the first worker's stream ends as the record did, without a request
+    assert queue.get_nowait() is None
     assert await first.find(session.id, "key-a") is None
-    assert queue.get_nowait() is None  # the first worker's stream ended as the record did
     assert len(first) == 0
 
 

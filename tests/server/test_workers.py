@@ -284,14 +284,17 @@ def test_an_action_empties_the_cached_query_on_every_worker(tmp_path: Path) -> N
         assert server.stop() == 0
 
 
-def test_sigterm_lets_a_slow_request_finish_and_stops_every_worker(workers: Workers) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_lets_a_slow_request_finish_and_stops_every_worker(workers: Workers,
+                                                                         stop_signal: int) -> None:
     key = workers.first_key()
     result: dict[str, Any] = {}
     client = threading.Thread(target=lambda: result.update(answer=post(workers.url + "/query",
                                                                        {"query": SLOW_SQL}, key)))
     client.start()
     time.sleep(0.5)
-    code = workers.stop()
+    workers.proc.send_signal(stop_signal)
+    code = workers.proc.wait(timeout=30)
     client.join(timeout=30)
     assert code == 0
     assert result["answer"] == (200, {"success": True, "data": [{"n": 4000000}], "count": 1,
@@ -441,3 +444,35 @@ def test_secrets_reach_workers_only_through_the_spawn_pipe(tmp_path: Path) -> No
         assert [post(server.url + "/query", LOOKUP, secret)[0] for _ in range(8)] == [200] * 8
     finally:
         assert server.stop() == 0
+
+
+def test_only_one_worker_probes_the_public_address(tmp_path: Path) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    probes: list[str] = []
+
+    class Tunnel(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            probes.append(self.path)
+            body = json.dumps({"status": "healthy"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    tunnel = ThreadingHTTPServer(("127.0.0.1", 0), Tunnel)
+    threading.Thread(target=tunnel.serve_forever, daemon=True).start()
+    try:
+        server = Workers(tmp_path / "home", config=f'[server]\npublic_url = "http://127.0.0.1:'
+                                                   f'{tunnel.server_address[1]}"\n')
+        try:
+            time.sleep(3)  # both workers are up; the first probe runs at once, the next after 30 s
+        finally:
+            assert server.stop() == 0
+    finally:
+        tunnel.shutdown()
+    assert probes == ["/health"]

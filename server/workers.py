@@ -1,9 +1,9 @@
 """`voka-bridge serve --workers N`: one supervisor process and N worker processes serving one socket.
 
 One Python process tops out at about one core; a small server box has two or more. The supervisor binds
-the listening socket once and starts N workers (multiprocessing "spawn": fresh interpreters, no forked
-threads or loops). Each worker builds its Bridge and app exactly as `serve` does and accepts on the
-inherited socket. What must hold for the whole server is shared: rate limits, failed-auth counts and the
+the listening socket(s) (see `bind`) and starts N workers (multiprocessing "spawn": fresh interpreters,
+no forked threads or loops). Each worker builds its Bridge and app exactly as `serve` does and accepts on
+the socket it inherits. What must hold for the whole server is shared: rate limits, failed-auth counts and the
 query cache's write counter in shared memory (server/sharedstate.py); handshake-era MCP sessions, keys and
 the audit log in state.sqlite3. Everything a worker needs travels as Process arguments over the spawn
 pipe, never in argv or the environment (it includes secrets). The supervisor rotates the log files (the
@@ -61,14 +61,34 @@ class Plan:
     workers: int
 
 
-def bind(config: Config) -> socket.socket:
-    """The one listening socket, bound as aiohttp would bind [server] host and port (port 0: any free)."""
+def bind(config: Config, count: int) -> list[socket.socket]:
+    """The listening sockets for `count` workers, bound as aiohttp would bind [server] host and port
+    (port 0: any free one).
+
+    On Linux one socket per worker on the same port (SO_REUSEPORT), so the kernel spreads new connections
+    evenly: with one shared socket the worker that wakes first accepts a whole burst (32 connections
+    opened at once went 32/0 or 27/5), and a client that keeps its connections leaves one core idle.
+    Elsewhere (macOS does not spread them) the workers share one socket.
+    """
+    spread = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
     host, port = config.server.host, config.server.port
     family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                   flags=socket.AI_PASSIVE)[0]
-    sock = socket.create_server(address, family=family, backlog=BACKLOG)
-    sock.setblocking(False)
-    return sock
+    if spread:  # a plain bind first, so a server already on the port is an error, not a silent partner
+        socket.create_server(address, family=family).close()
+    first = socket.create_server(address, family=family, backlog=BACKLOG, reuse_port=spread)
+    socks = [first]
+    try:
+        address = (address[0], first.getsockname()[1], *address[2:])  # the port chosen for port 0
+        socks += [socket.create_server(address, family=family, backlog=BACKLOG, reuse_port=True)
+                  for _ in range(count - 1 if spread else 0)]
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    for sock in socks:
+        sock.setblocking(False)
+    return socks * count if len(socks) == 1 else socks
 
 
 # ---- a worker process ----------------------------------------------------------------------------
@@ -123,9 +143,9 @@ class _Worker:
 class Supervisor:
     """Starts, watches and stops the workers (all of it on the main thread of the parent process)."""
 
-    def __init__(self, plan: Plan, sock: socket.socket, shared: SharedState) -> None:
+    def __init__(self, plan: Plan, socks: list[socket.socket], shared: SharedState) -> None:
         self.plan = plan
-        self.sock = sock
+        self.socks = socks  # worker i serves socks[i]; a replacement gets the same one
         self.shared = shared
         self.context = get_context("spawn")
         self.workers: dict[int, _Worker] = {}
@@ -135,7 +155,7 @@ class Supervisor:
     def start_worker(self, index: int) -> None:
         here, there = self.context.Pipe()
         process = self.context.Process(target=_worker, name=f"voka-worker-{index}",
-                                       args=(self.plan, index, self.sock, self.shared, there))
+                                       args=(self.plan, index, self.socks[index], self.shared, there))
         process.start()
         there.close()
         self.workers[index] = _Worker(index, process, here)
@@ -264,12 +284,13 @@ def serve_workers(plan: Plan, announce: Callable[[int], None]) -> int:
         conn.execute("DELETE FROM mcp_sessions")  # as with one process, sessions end with the server
     finally:
         conn.close()
-    sock = bind(plan.config)
+    socks = bind(plan.config, plan.workers)
     shared = SharedState()
     try:
-        supervisor = Supervisor(plan, sock, shared)
-        return supervisor.run(lambda: announce(sock.getsockname()[1]))
+        supervisor = Supervisor(plan, socks, shared)
+        return supervisor.run(lambda: announce(socks[0].getsockname()[1]))
     finally:
         shared.close()
-        sock.close()
+        for sock in socks:
+            sock.close()
 

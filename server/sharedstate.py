@@ -10,6 +10,7 @@ longest is reused, so a spray of addresses cannot grow memory (it can only make 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 import time
@@ -69,6 +70,7 @@ class MemoryTable:
         return answer
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every request, mostly for the same few keys
 def key_hash(key: str) -> int:
     """Stable across processes (unlike hash()); 0 marks an empty slot, so it is never a key's hash."""
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") or 1

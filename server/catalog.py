@@ -168,9 +168,44 @@ def _is_date(value: Any) -> bool:
     return _FORMATS.conforms(value, "date")
 
 
+# Keywords fastjsonschema (drafts 4 to 7) reads exactly as jsonschema reads them in draft 2020-12. A schema
+# with any other keyword (prefixItems, dependentRequired, unevaluatedProperties, ...) gets no fast check.
+_FAST_KEYWORDS = frozenset({"type", "properties", "additionalProperties", "required", "items", "minItems",
+                            "maxItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
+                            "exclusiveMaximum", "enum", "pattern", "format", "description", "title",
+                            "default"})
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+def _fast_compatible(schema: Any) -> bool:
+    """Whether the compiled check can only ever be stricter than jsonschema on this schema.
+
+    Patterns: fastjsonschema reads every `$` as `\\Z` (end of text, not before a final newline), which is
+    only stricter when the `$` ends the pattern; elsewhere (a lookahead) it could accept more. Enums: it
+    compares with ==, so an enum of numbers would take `true` for 1; only text enums qualify."""
+    if isinstance(schema, bool):
+        return True
+    if not isinstance(schema, dict) or not set(schema) <= _FAST_KEYWORDS:
+        return False
+    pattern = schema.get("pattern")
+    if pattern is not None and not (isinstance(pattern, str) and all(
+            match.end() == len(pattern) for match in _UNESCAPED_DOLLAR.finditer(pattern))):
+        return False
+    if "format" in schema and schema["format"] != "date":
+        return False
+    if "enum" in schema and not all(isinstance(v, str) for v in schema["enum"]):
+        return False
+    children = [*schema.get("properties", {}).values(), schema.get("additionalProperties", True),
+                schema.get("items", True)]
+    return all(_fast_compatible(child) for child in children)
+
+
 def fast_check(schema: dict[str, Any]) -> Callable[[Any], Any] | None:
-    """The same JSON Schema compiled to plain Python by fastjsonschema (None if it cannot compile it:
-    the full validator then does all the work). Dates are checked by jsonschema's own format rule."""
+    """The same JSON Schema compiled to plain Python by fastjsonschema, when every keyword in it means the
+    same to both libraries (else None: the full validator does all the work). Dates are checked by
+    jsonschema's own format rule."""
+    if not _fast_compatible(schema):
+        return None
     try:
         return fastjsonschema.compile(schema, formats={"date": _is_date}, use_default=False)
     except Exception:  # any schema it cannot compile just loses the fast path

@@ -144,3 +144,36 @@ def test_fast_check_lets_valid_calls_skip_the_full_validator(tmp_path: Path) -> 
     assert not tool._passes_fast_check({"phone": "555 CALL NOW"})
     with pytest.raises(InvalidParams, match="does not have the expected format"):
         tool.bind({"phone": "555 CALL NOW"})
+
+
+@pytest.mark.parametrize(("schema", "value"), [
+    ({"type": "array", "prefixItems": [{"type": "string"}]}, [1]),
+    ({"type": "object", "dependentRequired": {"a": ["b"]}}, {"a": 1}),
+    ({"type": "object", "properties": {"a": {"type": "integer"}}, "unevaluatedProperties": False}, {"b": 1}),
+    ({"type": "array", "contains": {"type": "string"}, "minContains": 2}, ["x"]),
+    ({"type": "string", "pattern": "^a(?!$)"}, "a\n"),
+    ({"enum": [1, 2]}, True),
+    ({"type": "string", "format": "email"}, "x"),
+])
+def test_no_fast_check_where_the_two_validators_could_disagree(tmp_path: Path, schema: dict,
+                                                                value: object) -> None:
+    """An owner's `json` parameter may use any draft 2020-12 keyword; the fast path steps aside for them."""
+    catalog = Catalog.from_dict({"tools": {"t": {
+        "kind": "query", "description": "d", "sql": "SELECT :v AS v",
+        "params": {"v": {"type": "json", "required": True, "schema": schema}}}}})
+    tool = catalog.get("t")
+    assert tool is not None and tool._fast_check is None
+    full = Draft202012Validator(tool.input_schema, format_checker=FormatChecker())
+    assert not full.is_valid({"v": value})
+    with pytest.raises(InvalidParams):
+        tool.bind({"v": value})
+
+
+def test_a_pattern_ending_in_dollar_keeps_the_fast_check_and_the_full_verdict(tmp_path: Path) -> None:
+    """fastjsonschema reads that `$` as end of text; a value with a final newline falls to jsonschema,
+    which keeps accepting it as it always did."""
+    catalog = Catalog.from_dict(tomllib.loads(bundled_text("tools.toml")))
+    tool = catalog.get("find_customer_by_phone")
+    assert tool is not None and tool._fast_check is not None
+    assert not tool._passes_fast_check({"phone": "+15558594448\n"})
+    assert tool.bind({"phone": "+15558594448\n"}) == {"phone": "+15558594448\n"}

@@ -21,7 +21,7 @@ AUDIT_COLUMNS = ("ts", "key_id", "key_name", "client", "method", "route", "proto
 _MAX_PENDING = 100_000
 
 
-_FIELD_SEPARATOR = "\x00"  # cannot occur in a masked value, so the masked whole splits back exactly
+_FIELD_SEPARATOR = "\x00"  # rows whose fields hold it themselves are masked field by field
 
 
 def _row(entry: RequestFinished) -> tuple[Any, ...]:
@@ -32,13 +32,17 @@ def _row(entry: RequestFinished) -> tuple[Any, ...]:
     values = [getattr(entry, column) for column in AUDIT_COLUMNS]
     texts = [i for i, value in enumerate(values) if isinstance(value, str)]
     joined = _FIELD_SEPARATOR.join(values[i] for i in texts)
+    if joined.count(_FIELD_SEPARATOR) != len(texts) - 1:  # a caller put the separator in a field
+        for i in texts:
+            values[i] = redact(values[i])
+        return tuple(values)
     masked = redact(joined)
     if masked != joined:
         parts = masked.split(_FIELD_SEPARATOR)
         if len(parts) == len(texts):
             for i, part in zip(texts, parts, strict=True):
                 values[i] = part
-        else:  # a field held the separator itself: mask field by field
+        else:  # a mask ran across a separator: mask field by field
             for i in texts:
                 values[i] = redact(values[i])
     return tuple(values)

@@ -1,0 +1,53 @@
+"""Audit rows: masked before they are stored, each value in its own column."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from server.audit import AuditLog
+from server.events import RequestFinished
+from server.state import connect_state
+
+
+def entry(**changes: object) -> RequestFinished:
+    fields: dict = dict(ts="2026-11-25T14:00:00.000+00:00", key_id="k1", key_name="shop", client="127.0.0.1",
+                        method="POST", route="/mcp", protocol="mcp", tool="find_customer_by_phone",
+                        status=200, duration_ms=1.5, rows=1, error_code=None, detail=None)
+    fields.update(changes)
+    return RequestFinished(**fields)
+
+
+async def saved(tmp_path: Path, *entries: RequestFinished) -> list[dict]:
+    conn = connect_state(tmp_path / "state.sqlite3")
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        audit = AuditLog(conn, thread)
+        for item in entries:
+            audit.record(item)
+        await audit.flush()
+        rows = audit.recent(10)
+    conn.close()
+    return list(reversed(rows))
+
+
+async def test_secrets_in_any_text_column_are_masked(tmp_path: Path) -> None:
+    key = "vbk_abc123_" + "s" * 32
+    [row] = await saved(tmp_path, entry(route=f"/query?k={key}", tool="password=hunter2",
+                                        detail=f"bearer {key}", key_name="shop"))
+    assert key not in str(row) and "hunter2" not in str(row)
+    assert row["route"] == "/query?k=vbk_***" and row["tool"] == "password=***"
+    assert row["key_name"] == "shop" and row["status"] == 200
+
+
+async def test_a_caller_cannot_shift_values_into_other_columns(tmp_path: Path) -> None:
+    """A tool name is the caller's text: the separator used to mask a row in one pass must not split it."""
+    first, second = await saved(tmp_path, entry(tool="a\x00b password=x", error_code="unknown_tool"),
+                                entry(tool="x", detail="password=1\x00", error_code="e2"))
+    assert first["tool"] == "a\x00b password=***"
+    assert first["error_code"] == "unknown_tool" and first["client"] == "127.0.0.1"
+    assert (second["tool"], second["detail"], second["error_code"]) == ("x", "password=***", "e2")
+
+
+async def test_a_mask_that_would_run_across_columns_stays_in_its_own(tmp_path: Path) -> None:
+    [row] = await saved(tmp_path, entry(route="/x?password=", tool="secretive", error_code="bad_thing"))
+    assert (row["route"], row["tool"], row["error_code"]) == ("/x?password=", "secretive", "bad_thing")

@@ -2,7 +2,9 @@
 
 orjson writes it (several times faster than the standard library, and JSON encoding is a visible share of
 each request); the standard library takes over for the few values orjson refuses (integers past 64 bits,
-unpaired surrogates), so what can be written never changes.
+unpaired surrogates), so what can be written never changes. Not-a-number and infinities (a PostgreSQL
+float can hold them) are written as null, which every JSON reader accepts. Dataclasses go through
+`default` like any other object rather than being written field by field.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def to_jsonable(value: Any) -> Any:
@@ -45,7 +49,7 @@ def _stdlib(value: Any, default: Callable[[Any], Any]) -> str:
 def dumps_bytes(value: Any, default: Callable[[Any], Any] = to_jsonable) -> bytes:
     """Compact UTF-8 JSON, as sent on the wire."""
     try:
-        return orjson.dumps(value, default=default, option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(value, default=default, option=_OPTIONS)
     except TypeError:
         return _stdlib(value, default).encode()
 
@@ -53,6 +57,6 @@ def dumps_bytes(value: Any, default: Callable[[Any], Any] = to_jsonable) -> byte
 def dumps(value: Any, default: Callable[[Any], Any] = to_jsonable) -> str:
     """Compact JSON text (`default=str` for log lines, where anything may be written as its text)."""
     try:
-        return orjson.dumps(value, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
+        return orjson.dumps(value, default=default, option=_OPTIONS).decode()
     except TypeError:
         return _stdlib(value, default)

@@ -45,6 +45,7 @@ class IdempotencyStore:
         self._conn = conn
         self._on_state = run_on_state
         self._in_flight: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        self._finishing: set[asyncio.Task[Any]] = set()  # shielded writes still running (kept referenced)
 
     def _claim(self, key_id: str, idem: str, print_: str, now: dt.datetime) -> tuple[int, str, str] | None:
         """None: the key is now claimed by this caller, who runs the action. Otherwise the live record
@@ -81,6 +82,16 @@ class IdempotencyStore:
             "(key_id, idem_key, fingerprint, status, response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             (key_id, idem, print_, DONE, response, now.isoformat()))
 
+    async def _finish(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run a save or release on the state thread to the end even if the caller is cancelled (its
+        request deadline): a cancelled job still queued behind others would never run, leaving the claim
+        pending, so duplicates would wait until their own deadline and, once the claim counts as
+        abandoned, a retry would run the action again. The cancellation still reaches the caller."""
+        task = asyncio.ensure_future(self._on_state(fn, *args))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        await asyncio.shield(task)
+
     async def run_once(self, key_id: str, idem: str, print_: str, action: Callable[[], Awaitable[Any]],
                        encode: Callable[[Any], str], decode: Callable[[str], Any]) -> Any:
         slot = (key_id, idem)
@@ -101,9 +112,9 @@ class IdempotencyStore:
             try:
                 result = await action()
             except BaseException:
-                await self._on_state(self._release, key_id, idem)
+                await self._finish(self._release, key_id, idem)
                 raise
-            await self._on_state(self._save, key_id, idem, print_, encode(result))
+            await self._finish(self._save, key_id, idem, print_, encode(result))
             return result
         finally:
             del self._in_flight[slot]

@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +97,85 @@ async def test_a_duplicate_on_another_worker_waits_for_the_first_answer(tmp_path
     finally:
         for conn in conns:
             conn.close()
+
+
+class BusyState:
+    """A store on one state thread, as a Bridge runs it, and a way to keep that thread busy (`hold`)
+    until `gate` is set, as another request's slow state call would."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = connect_state(path)
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state")
+        self.gate = threading.Event()
+        self.store = IdempotencyStore(self.conn, self.on_state)
+
+    async def on_state(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.thread, fn, *args)
+
+    def hold(self) -> None:
+        self.thread.submit(self.gate.wait)
+
+    def run(self, idem: str, action: Any) -> asyncio.Future[Any]:
+        return asyncio.ensure_future(self.store.run_once("key-a", idem, "print", action, json.dumps, json.loads))
+
+    async def retry_after_cancelled(self, first: asyncio.Future[Any], idem: str, action: Any) -> Any:
+        """Once the cancelled first call has ended and the thread is free, the answer to a retry (a retry
+        left waiting on a pending claim fails here instead of hanging)."""
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        self.gate.set()
+        return await asyncio.wait_for(self.run(idem, action), 3)
+
+    def pending_claims(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM idempotency WHERE status = 0").fetchone()[0]
+
+
+@pytest.fixture
+def busy_state(tmp_path: Path) -> Iterator[BusyState]:
+    state = BusyState(tmp_path / "state.sqlite3")
+    yield state
+    state.gate.set()
+    state.thread.shutdown(wait=True)
+    state.conn.close()
+
+
+async def test_the_answer_is_saved_even_when_the_deadline_cancels_the_request_meanwhile(busy_state) -> None:
+    runs: list[int] = []
+
+    async def place_order() -> dict[str, int]:
+        runs.append(1)
+        busy_state.hold()  # another request's state call holds the thread: the save will queue
+        return {"id": 1}
+
+    first = busy_state.run("call-1", place_order)
+    while not runs:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # the save is queued behind the busy thread
+    first.cancel()  # what the request deadline does
+    assert await busy_state.retry_after_cancelled(first, "call-1", place_order) == {"id": 1}
+    assert runs == [1]
+    assert busy_state.pending_claims() == 0
+
+
+async def test_a_failed_action_frees_the_key_even_when_cancelled_again_while_releasing(busy_state) -> None:
+    started = asyncio.Event()
+    runs: list[int] = []
+
+    async def hangs() -> dict[str, int]:
+        started.set()
+        await asyncio.sleep(60)
+        return {"id": 0}
+
+    async def place_order() -> dict[str, int]:
+        runs.append(1)
+        return {"id": 2}
+
+    first = busy_state.run("call-2", hangs)
+    await started.wait()
+    busy_state.hold()
+    first.cancel()  # the action ends; its release queues behind the busy thread
+    await asyncio.sleep(0.1)
+    first.cancel()  # and the request is cancelled again while the release waits
+    assert await busy_state.retry_after_cancelled(first, "call-2", place_order) == {"id": 2}
+    assert runs == [1]
+    assert busy_state.pending_claims() == 0

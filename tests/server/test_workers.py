@@ -136,21 +136,27 @@ def keep_alive_round(url: str, key: str, count: int) -> list[http.client.HTTPCon
     return conns
 
 
-def held_by_each(workers: Workers, pids: list[int], key: str) -> int:
-    """Rounds of 16 simultaneous keep-alive connections until every worker holds some; how many were
-    opened (0: some worker never took one)."""
+def open_on_each(workers: Workers, pids: list[int], key: str) -> list[http.client.HTTPConnection]:
+    """Rounds of 16 simultaneous keep-alive connections until every worker holds some; the open
+    connections (empty, all closed: some worker never took one)."""
     opened: list[http.client.HTTPConnection] = []
-    try:
-        for _ in range(10):
-            opened += keep_alive_round(workers.url, key, 16)
-            held = connections_held(pids, workers.port)
-            if set(held) == set(pids):
-                assert sum(held.values()) == len(opened)
-                return len(opened)
-        return 0
-    finally:
-        for conn in opened:
-            conn.close()
+    for _ in range(10):
+        opened += keep_alive_round(workers.url, key, 16)
+        held = connections_held(pids, workers.port)
+        if set(held) == set(pids):
+            assert sum(held.values()) == len(opened)
+            return opened
+    for conn in opened:
+        conn.close()
+    return []
+
+
+def held_by_each(workers: Workers, pids: list[int], key: str) -> int:
+    """How many connections it took until every worker held some (0: some worker never took one)."""
+    opened = open_on_each(workers, pids, key)
+    for conn in opened:
+        conn.close()
+    return len(opened)
 
 
 def test_both_workers_accept_connections_and_listening_is_printed_once(workers: Workers) -> None:
@@ -263,6 +269,45 @@ def test_a_session_deleted_on_one_connection_is_gone_on_every_other(workers: Wor
     assert conn.getresponse().status == 204
     conn.close()
     assert [mcp_post(workers.url, key, session_id, ping) for _ in range(8)] == [404] * 8
+
+
+def orders_placed(home: Path) -> tuple[int, int]:
+    """(orders, units of SWT-NVY-M in stock), read from the demo database itself."""
+    conn = sqlite3.connect(home / "demo.sqlite3")
+    try:
+        return (conn.execute("SELECT count(*) FROM orders").fetchone()[0],
+                conn.execute("SELECT quantity FROM inventory WHERE product_id = 'SWT-NVY-M'").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_one_idempotency_key_sent_to_both_workers_at_once_places_one_order(workers: Workers) -> None:
+    key = workers.first_key()
+    conns = open_on_each(workers, workers.pids, key)
+    assert conns, "one worker never took a connection"
+    orders, stock = orders_placed(workers.home)
+    order = json.dumps({"action": "create_order", "params": {
+        "customer_id": 3, "items": [{"product_id": "SWT-NVY-M", "quantity": 1}]}})
+    answers: list[tuple[int, Any]] = []
+    start = threading.Barrier(len(conns))
+
+    def send(conn: http.client.HTTPConnection) -> None:
+        start.wait()
+        conn.request("POST", "/action", order, {"Content-Type": "application/json", "x-api-key": key,
+                                                "Idempotency-Key": "retry-after-timeout-1"})
+        response = conn.getresponse()
+        answers.append((response.status, json.loads(response.read())))
+
+    threads = [threading.Thread(target=send, args=(conn,)) for conn in conns]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for conn in conns:
+        conn.close()
+    assert [status for status, _ in answers] == [200] * len(conns)
+    assert len({json.dumps(body["data"], sort_keys=True) for _, body in answers}) == 1
+    assert orders_placed(workers.home) == (orders + 1, stock - 1)
 
 
 def test_an_action_empties_the_cached_query_on_every_worker(tmp_path: Path) -> None:

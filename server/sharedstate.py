@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import struct
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ _HASHES = struct.Struct(f"<{PROBE}Q")
 _HASH = struct.Struct("<Q")
 _RECORD = struct.Struct(f"<{1 + WIDTH}d")  # last touched, then the row
 _COUNTER = struct.Struct("<q")
+_HOLDER = struct.Struct("<q")  # the pid inside the shared lock, 0 when none; in the header after the counter
 
 
 class Table(Protocol):
@@ -144,6 +146,36 @@ class Generation:
             _COUNTER.pack_into(self._buf, 0, self.value() + 1)
 
 
+class HeldLock:
+    """The shared lock, with the pid of the process inside it written in the segment (after acquiring,
+    cleared before releasing), so the supervisor can tell a lock left held by a worker that died from
+    one a live worker holds."""
+
+    def __init__(self, lock: Any, view: memoryview) -> None:
+        self.lock = lock
+        self._view = view
+        self._pid = os.getpid()
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        _HOLDER.pack_into(self._view, 0, self._pid)
+
+    def __exit__(self, *exc: object) -> None:
+        _HOLDER.pack_into(self._view, 0, 0)
+        self.lock.release()
+
+    def holder(self) -> int:
+        return int(_HOLDER.unpack_from(self._view, 0)[0])
+
+    def release_if_held_by(self, pid: int) -> bool:
+        """Release the lock if `pid` (a process that has died) was inside it; whether it was."""
+        if pid <= 0 or self.holder() != pid:
+            return False
+        _HOLDER.pack_into(self._view, 0, 0)
+        self.lock.release()
+        return True
+
+
 class SharedState:
     """The shared-memory segment of one multi-process server: the limiters' tables and the generation.
 
@@ -161,14 +193,16 @@ class SharedState:
         if self._owner:
             self.memory.buf[:size] = bytes(size)
         self.lock = _lock if _lock is not None else get_context("spawn").Lock()
-        self._views = [self.memory.buf[:_COUNTER.size]]
-        self.generation = Generation(self._views[0], self.lock)
+        self._views = [self.memory.buf[:_COUNTER.size],
+                       self.memory.buf[_COUNTER.size:_COUNTER.size + _HOLDER.size]]
+        self.guard = HeldLock(self.lock, self._views[1])
+        self.generation = Generation(self._views[0], self.guard)
         start = _COUNTER.size * 8
         self.tables: dict[str, SharedTable] = {}
         for name in self.TABLES:
             end = start + SharedTable.size(slots)
             self._views.append(self.memory.buf[start:end])
-            self.tables[name] = SharedTable(self._views[-1], self.lock, slots)
+            self.tables[name] = SharedTable(self._views[-1], self.guard, slots)
             start = end
 
     def __reduce__(self) -> tuple[Any, ...]:

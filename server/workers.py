@@ -245,17 +245,16 @@ class Supervisor:
         if len(self._restarts) > MAX_RESTARTS:
             raise WorkersFailed(f"workers died {len(self._restarts)} times within {RESTART_WINDOW:g} s; "
                                 "giving up (see error.log)")
-        self._free_lock()
+        self._free_lock(worker.process.pid)
         self.start_worker(worker.index)
 
-    def _free_lock(self) -> None:
-        """A worker killed inside the shared lock's few microseconds would stall every other worker:
-        a lock still held a second later belonged to the dead one."""
-        if self.shared.lock.acquire(timeout=1.0):
-            self.shared.lock.release()
-        else:
-            log.error("the shared lock was held by the worker that died; released")
-            self.shared.lock.release()
+    def _free_lock(self, pid: int | None) -> None:
+        """A worker killed inside the shared lock's few microseconds would stall every other worker, so
+        the lock is released when the segment names the dead worker as its holder (and only then: a
+        live worker that is merely slow keeps it)."""
+        if pid is not None and self.shared.guard.release_if_held_by(pid):
+            log.error("the shared lock was held by the worker that died; released",
+                      extra={"fields": {"pid": pid}})
 
     def stop(self) -> None:
         """SIGTERM every worker (each finishes its in-flight requests), then wait for them."""

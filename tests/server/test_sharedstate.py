@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from server import sharedstate
+from server.config import Config
+from server.paths import resolve_paths
 from server.ratelimit import AuthThrottle, RateLimiter
 from server.sharedstate import PROBE, MemoryTable, SharedState
+from server.workers import Plan, Supervisor
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -97,3 +104,45 @@ def test_the_generation_is_local_without_shared_memory() -> None:
     counter.bump()
     counter.bump()
     assert counter.value() == 2
+
+
+def _hold(state: SharedState, inside: Any) -> None:
+    """In another process: enter the shared lock (a table update) and stay inside, as a stalled worker."""
+    def stall(row: Any) -> tuple[None, None]:
+        inside.set()
+        time.sleep(120)
+        return None, None
+
+    state.tables["rate"].update("hot", stall)
+
+
+def _exit_at_once(state: SharedState) -> None:
+    state.close()
+
+
+def test_the_supervisor_frees_the_shared_lock_only_from_a_worker_that_died_inside(shared: SharedState,
+                                                                                  tmp_path: Path) -> None:
+    supervisor = Supervisor(Plan(resolve_paths(tmp_path / "home"), Config(), "", [], 2), [], shared)
+    inside = SPAWN.Event()
+    holder = SPAWN.Process(target=_hold, args=(shared, inside))
+    holder.start()
+    other = SPAWN.Process(target=_exit_at_once, args=(shared,))
+    other.start()
+    try:
+        assert inside.wait(30)
+        other.join(30)
+        assert other.exitcode == 0
+        supervisor._free_lock(other.pid)  # another worker died; the holder is alive, only slow
+        assert shared.guard.holder() == holder.pid
+        assert not shared.lock.acquire(timeout=1.5)  # still held: no two workers inside at once
+        os.kill(holder.pid, signal.SIGKILL)  # now the holder dies inside the lock
+        holder.join(30)
+        supervisor._free_lock(holder.pid)
+        assert shared.guard.holder() == 0
+        assert shared.lock.acquire(timeout=1.5)
+        shared.lock.release()
+        assert shared.tables["rate"].get("hot") is None  # the other workers carry on
+    finally:
+        if holder.is_alive():
+            holder.kill()
+            holder.join(30)

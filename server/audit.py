@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import sqlite3
@@ -11,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from server.background import stop_task
 from server.events import RequestFinished
 from server.logs import log_requests, redact
 
@@ -76,11 +76,8 @@ class AuditLog:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         await self.flush()
 
     async def _run(self) -> None:

@@ -6,7 +6,6 @@ The HTTP app, the CLI and the desktop app all hold one Bridge; nothing here know
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from server.audit import AuditLog
+from server.background import stop_task
 from server.catalog import Catalog
 from server.config import Config, ConfigError
 from server.db import open_database
@@ -122,9 +122,7 @@ class Bridge:
             await self.reachability.stop()
             self.reachability = None
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         self._tasks = []
         if hasattr(self, "audit"):
             await self.audit.stop()

@@ -9,13 +9,13 @@ works); a tunnel's own error page (502, 530, HTML) or no answer at all does not.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
 import aiohttp
 
+from server.background import stop_task
 from server.events import EventBus, ReachabilityChanged
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,8 @@ class ReachabilityProbe:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="reachability-probe")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -10,9 +10,10 @@ tick late, which is nothing next to limits counted in seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from types import TracebackType
+
+from server.background import stop_task
 
 TICK_SECONDS = 0.05
 
@@ -41,8 +42,10 @@ class Deadline:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         self._watch.discard(self)
-        if self.expired and exc_type is asyncio.CancelledError and self._task is not None \
-                and self._task.uncancel() <= self._cancelling:
+        # Our cancel is taken back however the work ended (uncancel runs first); only a cancellation that
+        # reached the end of the block becomes the TimeoutError.
+        if self.expired and self._task is not None and self._task.uncancel() <= self._cancelling \
+                and exc_type is asyncio.CancelledError:
             raise TimeoutError from exc
 
     def lift(self) -> None:
@@ -56,12 +59,14 @@ class Deadline:
 
 
 class Deadlines:
-    """The watchdog: started with the first limit on the running loop, stopped with the app."""
+    """The watchdog: started with the first limit on the running loop, stopped with the app; asleep
+    while no request is running."""
 
     def __init__(self, tick: float = TICK_SECONDS) -> None:
         self._tick = tick
         self._running: dict[Deadline, None] = {}
         self._task: asyncio.Task[None] | None = None
+        self._work = asyncio.Event()
 
     def limit(self, seconds: float) -> Deadline:
         if self._task is None or self._task.done():
@@ -69,20 +74,22 @@ class Deadlines:
         return Deadline(self, time.monotonic() + seconds)
 
     def add(self, deadline: Deadline) -> None:
+        if not self._running:
+            self._work.set()
         self._running[deadline] = None
 
     def discard(self, deadline: Deadline) -> None:
         self._running.pop(deadline, None)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _watch(self) -> None:
         while True:
+            if not self._running:
+                self._work.clear()
+                await self._work.wait()
             await asyncio.sleep(self._tick)
             now = time.monotonic()
             for deadline in [d for d in self._running if d._when <= now]:

@@ -69,3 +69,30 @@ async def test_each_request_has_its_own_limit() -> None:
 
     assert await asyncio.gather(work(0.1, 1), work(2, 0.3), work(0.3, 0.05)) == ["timed out", "done", "done"]
     await deadlines.stop()
+
+
+async def test_a_cancel_the_work_swallowed_is_still_taken_back() -> None:
+    """As with asyncio.timeout(): once the limit has fired, the task is not left marked as cancelling."""
+    deadlines = Deadlines()
+    async with deadlines.limit(0.05) as deadline:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            pass  # work that catches the cancellation and ends normally
+    task = asyncio.current_task()
+    assert deadline.expired and task is not None and task.cancelling() == 0
+    await asyncio.sleep(0)  # the task is usable again: a later await is not cancelled
+    await deadlines.stop()
+
+
+async def test_the_watchdog_sleeps_while_nothing_runs() -> None:
+    deadlines = Deadlines()
+    async with deadlines.limit(5):
+        pass
+    await asyncio.sleep(3 * TICK_SECONDS)
+    assert deadlines._task is not None and not deadlines._task.done()
+    assert deadlines._work.is_set() is False  # waiting for the next request, not ticking
+    with pytest.raises(TimeoutError):
+        async with deadlines.limit(0.05):
+            await asyncio.sleep(5)
+    await deadlines.stop()

@@ -5,9 +5,9 @@ and `lock_timeout`; the statement itself goes through the extended protocol, so 
 statement (`COMMIT; DROP TABLE ...` is refused by the server's parser). Raw SQL must describe itself as
 returning rows before it runs (PostgreSQL's own Describe, not our parsing), which keeps out the utility
 statements whose effects outlive a transaction (PREPARE, DEALLOCATE, LOAD, LISTEN, COPY). Afterwards one
-round trip rolls back and resets the session (advisory locks, cursors, listeners, settings), so nothing
-a statement did is there for the next request on that connection. Rows come through a cursor stopped at
-max_rows + 1.
+round trip rolls back (which ends settings, cursors, listeners and notifications made inside) and
+releases session advisory locks, so nothing a statement did is there for the next request on that
+connection. Rows come through a cursor stopped at max_rows + 1.
 
 The password comes from DATABASE_URL or the OS keyring (never config.toml) and is registered with the log
 redactor; no message built here contains it.
@@ -59,7 +59,10 @@ log = logging.getLogger(__name__)
 # One round trip after every read: end the transaction, then undo what survives a rollback. Settings
 # (SET, set_config), LISTEN, cursors and notifications made inside the transaction end with it, temp
 # tables and PREPARE cannot run as a row-returning statement in a READ ONLY transaction; session advisory
-# locks are what a statement can still leave behind.
+# locks are what core PostgreSQL lets a statement leave behind. State kept by extensions through
+# functions (dblink connections, PL/Python's SD/GD, a PREPARE run by a PL/pgSQL EXECUTE) is out of reach
+# of any reset command (DISCARD ALL included): a least-privilege role without EXECUTE on such functions
+# is the guard there (`voka-bridge check` prints one).
 _CLEANUP = "ROLLBACK; SELECT pg_advisory_unlock_all()"
 _CLIENT_GRACE = 1.0  # the client gives up this long after the server should have cancelled
 _MAX_PREFETCH = 2000

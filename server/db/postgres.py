@@ -59,10 +59,10 @@ log = logging.getLogger(__name__)
 # One round trip after every read: end the transaction, then undo what survives a rollback. Settings
 # (SET, set_config), LISTEN, cursors and notifications made inside the transaction end with it, temp
 # tables and PREPARE cannot run as a row-returning statement in a READ ONLY transaction; session advisory
-# locks are what core PostgreSQL lets a statement leave behind. State kept by extensions through
-# functions (dblink connections, PL/Python's SD/GD, a PREPARE run by a PL/pgSQL EXECUTE) is out of reach
-# of any reset command (DISCARD ALL included): a least-privilege role without EXECUTE on such functions
-# is the guard there (`voka-bridge check` prints one).
+# locks are what core PostgreSQL lets a statement leave behind. State that extensions keep per session
+# (dblink connections, PL/Python's SD/GD) is out of reach of any reset command, DISCARD ALL included: a
+# least-privilege role without EXECUTE on such functions is the guard there (`voka-bridge check` prints
+# the SQL for one).
 _CLEANUP = "ROLLBACK; SELECT pg_advisory_unlock_all()"
 _CLIENT_GRACE = 1.0  # the client gives up this long after the server should have cancelled
 _MAX_PREFETCH = 2000

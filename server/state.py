@@ -10,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS = [
     """
@@ -66,6 +66,9 @@ _MIGRATIONS = [
         last_used   REAL NOT NULL
     );
     CREATE INDEX mcp_sessions_key ON mcp_sessions(key_id, last_used);
+    """,
+    """
+    ALTER TABLE mcp_sessions ADD COLUMN held_until REAL NOT NULL DEFAULT 0;
     """,
 ]
 

@@ -23,6 +23,7 @@ from typing import Any
 
 IDLE_TIMEOUT_SECONDS = 30 * 60
 TOUCH_SECONDS = 5.0  # a shared session's stored last use is written at most this often
+HOLD_SECONDS = 3 * TOUCH_SECONDS  # a shared session busy on a worker is held (never evicted) this long
 MAX_SESSIONS_PER_KEY = 64
 MAX_SESSIONS = 10_000
 STREAM_QUEUE = 64
@@ -190,20 +191,21 @@ class SharedSessionStore(SessionStore):
         return tuple(row)
 
     def _insert(self, session: Session, now: float, busy: set[str]) -> list[str]:
-        """Add the record within the caps; returns the ids of the idle sessions it pushed out."""
+        """Add the record within the caps; returns the ids of the idle sessions it pushed out. As with one
+        process, a session busy anywhere (busy here, or held by another worker's upkeep) is never one."""
         conn = self._conn()
         ended: list[str] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("DELETE FROM mcp_sessions WHERE last_used < ?", (now - self.idle_timeout,))
-            caps = (("WHERE key_id = ?", (session.key_id,), self.per_key), ("", (), self.total))
+            caps = (("key_id = ?", (session.key_id,), self.per_key), ("1", (), self.total))
             for where, args, cap in caps:
-                count = conn.execute(f"SELECT count(*) FROM mcp_sessions {where}", args).fetchone()[0]
+                count = conn.execute(f"SELECT count(*) FROM mcp_sessions WHERE {where}", args).fetchone()[0]
                 if count < cap:
                     continue
-                idle = [row[0] for row in conn.execute(
-                    f"SELECT id FROM mcp_sessions {where} ORDER BY last_used LIMIT ?", (*args, len(busy) + 1))
-                    if row[0] not in busy]
+                idle = [row[0] for row in conn.execute(  # held: busy on some worker (its upkeep renews it)
+                    f"SELECT id FROM mcp_sessions WHERE {where} AND held_until <= ? "
+                    "ORDER BY last_used LIMIT ?", (*args, now, len(busy) + 1)) if row[0] not in busy]
                 if not idle:
                     raise SessionLimit("Too many open MCP sessions; close one (HTTP DELETE) or retry later.")
                 conn.execute("DELETE FROM mcp_sessions WHERE id = ?", (idle[0],))
@@ -273,10 +275,12 @@ class SharedSessionStore(SessionStore):
             self.end(session)  # only the copy here: the record expires by its own last use
 
     def _touch(self, session_ids: list[str], now: float) -> list[str]:
-        """On the state thread: mark these sessions used now; the ids that no longer have a record."""
+        """On the state thread: mark these sessions used now and held (busy here); the ids that no longer
+        have a record."""
         conn = self._conn()
         return [session_id for session_id in session_ids if not conn.execute(
-            "UPDATE mcp_sessions SET last_used = ? WHERE id = ?", (now, session_id)).rowcount]
+            "UPDATE mcp_sessions SET last_used = ?, held_until = ? WHERE id = ?",
+            (now, now + HOLD_SECONDS, session_id)).rowcount]
 
     def _forget(self, session_id: str) -> None:
         session = self._sessions.get(session_id)

@@ -69,3 +69,21 @@ async def test_idle_sessions_expire_by_their_stored_last_use(connections) -> Non
     await asyncio.sleep(0.5)
     assert await second.find(session.id, "key-a") is None
     assert connections[0].execute("SELECT count(*) FROM mcp_sessions").fetchone()[0] == 0
+
+
+async def test_a_session_busy_on_another_worker_is_never_pushed_out_by_the_cap(connections) -> None:
+    first, second = stores(connections, per_key=1)
+    held = await first.open("key-a", "2025-11-25", {})
+    copy = await second.find(held.id, "key-a")
+    assert copy is not None
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    copy.streams.add(queue)  # the second worker holds this session's stream
+    await second.upkeep()
+    with pytest.raises(SessionLimit):  # as one process refuses rather than end a session in use
+        await first.open("key-a", "2025-11-25", {})
+    assert await first.find(held.id, "key-a") is not None and queue.empty()
+    copy.streams.clear()  # the stream closed: once its hold lapses the session is idle again
+    connections[0].execute("UPDATE mcp_sessions SET held_until = 0")
+    replacement = await first.open("key-a", "2025-11-25", {})
+    assert await second.find(held.id, "key-a") is None
+    assert await second.find(replacement.id, "key-a") is not None

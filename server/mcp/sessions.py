@@ -12,8 +12,8 @@ on all); open streams and cancellation stay with the worker that holds the conne
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import logging
 import secrets
 import sqlite3
 import time
@@ -21,12 +21,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 IDLE_TIMEOUT_SECONDS = 30 * 60
 TOUCH_SECONDS = 5.0  # a shared session's stored last use is written at most this often
 HOLD_SECONDS = 3 * TOUCH_SECONDS  # a shared session busy on a worker is held (never evicted) this long
 MAX_SESSIONS_PER_KEY = 64
 MAX_SESSIONS = 10_000
 STREAM_QUEUE = 64
+_CHECK_CHUNK = 500  # ids per "which of these still exist" query (below SQLite's bound on parameters)
 
 
 @dataclass(eq=False)
@@ -167,8 +170,16 @@ class SharedSessionStore(SessionStore):
     """Session records in state.sqlite3 for a multi-process server; this worker's streams in memory.
 
     Every call of the adapter reads the record (on the state thread, `run_on_state`), so an end or an
-    expiry seen by one worker holds on all. Idle expiry uses the stored last use (wall-clock time),
-    written at most every TOUCH_SECONDS, and kept fresh for sessions busy here (an open stream).
+    expiry seen by one worker holds on all. Idle expiry uses the stored last use, written at most every
+    TOUCH_SECONDS, and kept fresh for sessions busy here (an open stream).
+
+    Stored times are `time.monotonic()`, not wall-clock time, so a clock step (NTP, a suspended VM) does
+    not end every session at once. They compare across the workers because all of them run on one machine
+    and the clock is system-wide there (CLOCK_MONOTONIC on Linux, mach_absolute_time on macOS), and no
+    stored value outlives a boot: the records are deleted whenever the server starts.
+
+    Each worker keeps local copies of the sessions it served (for their streams and cancellation), at
+    most `total` of them; upkeep drops copies whose record is gone (ended or expired on another worker).
     """
 
     def __init__(self, conn: Callable[[], sqlite3.Connection], run_on_state: Callable[..., Awaitable[Any]],
@@ -225,14 +236,14 @@ class SharedSessionStore(SessionStore):
     async def open(self, key_id: str, version: str, client_info: dict[str, Any]) -> Session:
         session = Session(secrets.token_urlsafe(32), key_id, version, client_info, time.monotonic())
         busy = {s.id for s in self._sessions.values() if s.busy()}
-        for ended in await self._on_state(self._insert, session, time.time(), busy):
+        for ended in await self._on_state(self._insert, session, time.monotonic(), busy):
             self._forget(ended)
         self._sessions[session.id] = session
         self._by_key.setdefault(key_id, {})[session.id] = session
         return session
 
     async def find(self, session_id: str, key_id: str) -> Session | None:
-        row = await self._on_state(self._lookup, session_id, time.time())
+        row = await self._on_state(self._lookup, session_id, time.monotonic())
         if row is None:
             self._forget(session_id)
             return None
@@ -241,6 +252,7 @@ class SharedSessionStore(SessionStore):
             return None
         session = self._sessions.get(session_id)
         if session is None:
+            self._make_room()
             session = Session(session_id, owner, version, json.loads(client_info), time.monotonic())
             self._sessions[session_id] = session
             self._by_key.setdefault(owner, {})[session_id] = session
@@ -258,29 +270,50 @@ class SharedSessionStore(SessionStore):
                              session.id)
 
     async def run(self) -> None:
+        """Upkeep every TOUCH_SECONDS for as long as the server runs: a failed round is logged, and the
+        next one runs all the same (a dead upkeep would let held sessions be evicted and streams linger)."""
         while True:
             await asyncio.sleep(TOUCH_SECONDS)
-            with contextlib.suppress(sqlite3.Error):
+            try:
                 await self.upkeep()
+            except Exception:
+                log.exception("MCP session upkeep failed; retrying in %g s", TOUCH_SECONDS)
 
     async def upkeep(self) -> None:
         """Keep the stored last use of sessions busy here fresh, end the streams of sessions ended
-        elsewhere (a DELETE on another worker), and forget idle local copies."""
+        elsewhere (a DELETE on another worker), and forget local copies that are idle or whose record
+        is gone."""
         busy = [s.id for s in self._sessions.values() if s.busy()]
-        if busy:
-            for gone in await self._on_state(self._touch, busy, time.time()):
+        idle = [s.id for s in self._sessions.values() if not s.busy()]
+        if busy or idle:
+            for gone in await self._on_state(self._touch, busy, idle, time.monotonic()):
                 self._forget(gone)
         now = time.monotonic()
         for session in [s for s in self._sessions.values() if self._expired(s, now)]:
             self.end(session)  # only the copy here: the record expires by its own last use
 
-    def _touch(self, session_ids: list[str], now: float) -> list[str]:
-        """On the state thread: mark these sessions used now and held (busy here); the ids that no longer
-        have a record."""
+    def _touch(self, busy: list[str], idle: list[str], now: float) -> list[str]:
+        """On the state thread: mark the busy sessions used now and held; the ids of either list that no
+        longer have a record."""
         conn = self._conn()
-        return [session_id for session_id in session_ids if not conn.execute(
+        gone = [session_id for session_id in busy if not conn.execute(
             "UPDATE mcp_sessions SET last_used = ?, held_until = ? WHERE id = ?",
             (now, now + HOLD_SECONDS, session_id)).rowcount]
+        for start in range(0, len(idle), _CHECK_CHUNK):
+            chunk = idle[start:start + _CHECK_CHUNK]
+            found = {row[0] for row in conn.execute(
+                f"SELECT id FROM mcp_sessions WHERE id IN ({','.join('?' * len(chunk))})", chunk)}
+            gone += [session_id for session_id in chunk if session_id not in found]
+        return gone
+
+    def _make_room(self) -> None:
+        """Before adding a local copy at `total` copies, drop the idle one used longest ago (only the copy:
+        the record stays, and the next request for it makes a new copy)."""
+        if len(self._sessions) < self.total:
+            return
+        idle = [s for s in self._sessions.values() if not s.busy()]
+        if idle:
+            self.end(min(idle, key=lambda s: s.last_used))
 
     def _forget(self, session_id: str) -> None:
         session = self._sessions.get(session_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from server.mcp import sessions
 from server.mcp.sessions import SessionLimit, SharedSessionStore
 from server.state import connect_state
 
@@ -87,3 +89,46 @@ async def test_a_session_busy_on_another_worker_is_never_pushed_out_by_the_cap(c
     replacement = await first.open("key-a", "2025-11-25", {})
     assert await second.find(held.id, "key-a") is None
     assert await second.find(replacement.id, "key-a") is not None
+
+
+async def test_local_copies_are_bounded_and_dropped_once_their_record_is_gone(connections) -> None:
+    first, second = stores(connections, total=3)
+    for _ in range(3):  # sessions come and go on the first worker; the second serves each of them
+        opened = [await first.open(f"key-{i}", "2025-11-25", {}) for i in range(3)]
+        assert all([await second.find(s.id, s.key_id) for s in opened])
+        for session in opened:
+            await first.close(session)
+    assert len(second) <= 3  # never more copies than the server may hold sessions
+    kept = await first.open("key-a", "2025-11-25", {})
+    ended = await first.open("key-b", "2025-11-25", {})
+    assert await second.find(kept.id, "key-a") and await second.find(ended.id, "key-b")
+    await first.close(ended)  # ended on the first worker: the second's copy goes at its next upkeep
+    await second.upkeep()
+    assert {s.id for s in second.all()} == {kept.id}
+
+
+async def test_upkeep_that_fails_is_logged_and_runs_again(connections, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(sessions, "TOUCH_SECONDS", 0.05)
+    calls: list[str] = []
+
+    async def state_thread_once_gone(fn: Any, *args: Any) -> Any:
+        calls.append(fn.__name__)
+        if fn.__name__ == "_touch" and calls.count("_touch") == 1:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        return fn(*args)
+
+    first = SharedSessionStore(lambda: connections[0], state_thread_once_gone)
+    other = SharedSessionStore(lambda: connections[1], run_here)
+    session = await first.open("key-a", "2025-11-25", {})
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    session.streams.add(queue)
+    await other.close(await other.find(session.id, "key-a"))  # type: ignore[arg-type]
+    upkeep = asyncio.ensure_future(first.run())
+    try:
+        assert await asyncio.wait_for(queue.get(), 5) is None  # a later round ended the stream
+        assert not upkeep.done()
+    finally:
+        upkeep.cancel()
+    failures = [r for r in caplog.records if r.name == "server.mcp.sessions" and r.levelno == logging.ERROR]
+    assert failures and failures[0].exc_info and "cannot schedule" in str(failures[0].exc_info[1])

@@ -84,15 +84,15 @@ def site_url(config: Config, port: int, *, tls: bool) -> str:
 
 
 class ServerHost:
-    """Owns one Bridge and one listening site on the current event loop.
+    """Owns one Bridge and its listening site(s) on the current event loop.
 
-    `sock`: an already listening socket to serve on (a worker of `serve --workers N` serves the one its
-    supervisor bound) instead of binding [server] host and port itself.
+    `socks`: already listening sockets to serve on (a worker of `serve --workers N` serves the ones its
+    supervisor bound, one per address of [server] host) instead of binding [server] host and port itself.
     """
 
-    def __init__(self, bridge: Bridge, sock: socket.socket | None = None) -> None:
+    def __init__(self, bridge: Bridge, socks: list[socket.socket] | None = None) -> None:
         self.bridge = bridge
-        self.sock = sock
+        self.socks = socks
         self.runner: web.AppRunner | None = None
         self.url: str | None = None
         self.port: int | None = None
@@ -110,13 +110,13 @@ class ServerHost:
                                         keepalive_timeout=config.limits.idle_timeout_seconds,
                                         handle_signals=False)
             await self.runner.setup()
-            site: web.BaseSite
-            if self.sock is not None:
-                site = web.SockSite(self.runner, self.sock, ssl_context=ssl_context)
-            else:
-                site = web.TCPSite(self.runner, config.server.host, config.server.port,
-                                   ssl_context=ssl_context, reuse_address=True)
-            await site.start()
+            sites: list[web.BaseSite] = [web.SockSite(self.runner, sock, ssl_context=ssl_context)
+                                         for sock in self.socks or ()]
+            if self.socks is None:
+                sites.append(web.TCPSite(self.runner, config.server.host, config.server.port,
+                                         ssl_context=ssl_context, reuse_address=True))
+            for site in sites:
+                await site.start()
         except BaseException:
             await self.stop()
             raise

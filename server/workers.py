@@ -61,52 +61,59 @@ class Plan:
     workers: int
 
 
-def bind(config: Config, count: int) -> list[socket.socket]:
-    """The listening sockets for `count` workers, bound as aiohttp would bind [server] host and port
-    (port 0: any free one).
+def bind(config: Config, count: int) -> list[list[socket.socket]]:
+    """The listening sockets of each of `count` workers: like aiohttp's TCPSite, one on every address
+    [server] host resolves to (`localhost` is 127.0.0.1 and ::1 on macOS; an empty host is every
+    interface), all on [server] port (port 0: one free port, chosen on the first address).
 
-    On Linux one socket per worker on the same port (SO_REUSEPORT), so the kernel spreads new connections
-    evenly: with one shared socket the worker that wakes first accepts a whole burst (32 connections
-    opened at once went 32/0 or 27/5), and a client that keeps its connections leaves one core idle.
-    Elsewhere (macOS does not spread them) the workers share one socket.
+    On Linux each worker gets sockets of its own on the same port (SO_REUSEPORT), so the kernel spreads
+    new connections evenly: with one shared socket the worker that wakes first accepts a whole burst (32
+    connections opened at once went 32/0 or 27/5), and a client that keeps its connections leaves one
+    core idle. Elsewhere (macOS does not spread them) the workers share one set of sockets.
     """
     spread = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
-    host, port = config.server.host, config.server.port
-    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                  flags=socket.AI_PASSIVE)[0]
-    if spread:  # a plain bind first, so a server already on the port is an error, not a silent partner
-        socket.create_server(address, family=family).close()
-    first = socket.create_server(address, family=family, backlog=BACKLOG, reuse_port=spread)
-    socks = [first]
+    port = config.server.port
+    found = socket.getaddrinfo(config.server.host or None, port, type=socket.SOCK_STREAM,
+                               flags=socket.AI_PASSIVE)
+    addresses = list(dict.fromkeys((family, address) for family, _, _, _, address in found))
+    socks: list[list[socket.socket]] = [[] for _ in range(count if spread else 1)]
     try:
-        address = (address[0], first.getsockname()[1], *address[2:])  # the port chosen for port 0
-        socks += [socket.create_server(address, family=family, backlog=BACKLOG, reuse_port=True)
-                  for _ in range(count - 1 if spread else 0)]
+        for family, address in addresses:
+            address = (address[0], port, *address[2:])
+            if spread:  # a plain bind first: a server already on the port is an error, not a silent partner
+                socket.create_server(address, family=family).close()
+            for own in socks:
+                own.append(socket.create_server(address, family=family, backlog=BACKLOG, reuse_port=spread))
+                port = own[-1].getsockname()[1]  # the port chosen for port 0, then kept for the rest
+                address = (address[0], port, *address[2:])
     except OSError:
-        for sock in socks:
-            sock.close()
+        for own in socks:
+            for sock in own:
+                sock.close()
         raise
-    for sock in socks:
-        sock.setblocking(False)
-    return socks * count if len(socks) == 1 else socks
+    for own in socks:
+        for sock in own:
+            sock.setblocking(False)
+    return socks if spread else socks * count
 
 
 # ---- a worker process ----------------------------------------------------------------------------
-def _worker(plan: Plan, index: int, sock: socket.socket, shared: SharedState, pipe: Connection) -> None:
+def _worker(plan: Plan, index: int, socks: list[socket.socket], shared: SharedState,
+            pipe: Connection) -> None:
     """A worker's entry point (runs in the spawned process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole group: the supervisor decides
     setup_logging(plan.paths.log_dir, plan.config.logging, console=True, rotate=False)
     bridge = Bridge(plan.paths, plan.config, database_url=plan.database_url, static_keys=plan.static_keys,
                     cluster=Cluster(shared, index, plan.workers))
     try:
-        code = asyncio.run(_serve(bridge, sock, pipe))
+        code = asyncio.run(_serve(bridge, socks, pipe))
     finally:
         shared.close()
     sys.exit(code)
 
 
-async def _serve(bridge: Bridge, sock: socket.socket, pipe: Connection) -> int:
-    host = ServerHost(bridge, sock)
+async def _serve(bridge: Bridge, socks: list[socket.socket], pipe: Connection) -> int:
+    host = ServerHost(bridge, socks)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -143,9 +150,9 @@ class _Worker:
 class Supervisor:
     """Starts, watches and stops the workers (all of it on the main thread of the parent process)."""
 
-    def __init__(self, plan: Plan, socks: list[socket.socket], shared: SharedState) -> None:
+    def __init__(self, plan: Plan, socks: list[list[socket.socket]], shared: SharedState) -> None:
         self.plan = plan
-        self.socks = socks  # worker i serves socks[i]; a replacement gets the same one
+        self.socks = socks  # worker i serves socks[i]; a replacement gets the same ones
         self.shared = shared
         self.context = get_context("spawn")
         self.workers: dict[int, _Worker] = {}
@@ -287,9 +294,10 @@ def serve_workers(plan: Plan, announce: Callable[[int], None]) -> int:
     shared = SharedState()
     try:
         supervisor = Supervisor(plan, socks, shared)
-        return supervisor.run(lambda: announce(socks[0].getsockname()[1]))
+        return supervisor.run(lambda: announce(socks[0][0].getsockname()[1]))
     finally:
         shared.close()
-        for sock in socks:
-            sock.close()
+        for own in socks:
+            for sock in own:
+                sock.close()
 

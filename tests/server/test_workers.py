@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,11 +22,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx2
 import pytest
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from server.bridge import Bridge
+from server.config import Config
+from server.host import ServerHost
+from server.paths import Paths
+from server.workers import bind
 from tests.server.http.test_rest import STOCK_TOOL
 from tests.server.test_cli import SLOW_SQL, Served, post, run_cli
 
@@ -533,3 +540,43 @@ def test_a_second_server_on_the_same_port_is_refused(workers: Workers, tmp_path:
                             capture_output=True, text=True, timeout=60)
     assert second.returncode == 1 and "cannot start the server" in second.stderr
     assert "listening on" not in second.stdout
+
+
+@pytest.fixture
+def localhost_on_both_families(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`localhost` as macOS resolves it, to 127.0.0.1 and ::1 (this machine's hosts file has only the first)."""
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        if host == "localhost":
+            return real("127.0.0.1", port, *args, **kwargs) + real("::1", port, *args, **kwargs)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+
+
+async def test_every_address_the_host_resolves_to_is_bound_for_every_worker(localhost_on_both_families,
+                                                                            home: Paths) -> None:
+    config = Config.model_validate({"server": {"host": "localhost", "port": 0}})
+    socks = bind(config, 2)
+    port = socks[0][0].getsockname()[1]
+    try:
+        assert len(socks) == 2
+        for own in socks:  # as aiohttp's TCPSite binds `localhost`: both addresses, one port
+            assert {sock.getsockname()[:2] for sock in own} == {("127.0.0.1", port), ("::1", port)}
+        for sock in socks[1]:  # only the first worker's sockets are served here: the kernel must not
+            sock.close()       # hand a connection to the second's
+        host = ServerHost(Bridge(home, config, database_url="sqlite:///" + home.demo_db.as_posix().lstrip("/")),
+                          socks[0])
+        await host.start()
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client:
+                for url in (f"http://127.0.0.1:{port}/health", f"http://[::1]:{port}/health"):
+                    async with client.get(url) as response:
+                        assert response.status == 200
+        finally:
+            await host.stop()
+    finally:
+        for own in socks:
+            for sock in own:
+                sock.close()

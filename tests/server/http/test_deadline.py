@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -75,10 +76,8 @@ async def test_a_cancel_the_work_swallowed_is_still_taken_back() -> None:
     """As with asyncio.timeout(): once the limit has fired, the task is not left marked as cancelling."""
     deadlines = Deadlines()
     async with deadlines.limit(0.05) as deadline:
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # work that swallows the cancellation
             await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            pass  # work that catches the cancellation and ends normally
     task = asyncio.current_task()
     assert deadline.expired and task is not None and task.cancelling() == 0
     await asyncio.sleep(0)  # the task is usable again: a later await is not cancelled

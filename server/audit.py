@@ -10,7 +10,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from server.background import stop_task
 from server.events import RequestFinished
 from server.logs import log_requests, redact
 
@@ -64,7 +63,7 @@ class AuditLog:
         self._pending: list[RequestFinished] = []
         self._dropped = 0
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._stopping = False
 
     def record(self, entry: RequestFinished) -> None:
         if len(self._pending) >= _MAX_PENDING:
@@ -73,15 +72,20 @@ class AuditLog:
         self._pending.append(entry)
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
 
     async def stop(self) -> None:
-        await stop_task(self._task)
-        self._task = None
+        """Let the writer finish the batch it may be writing (never cancel it: a batch whose write was
+        still queued behind other state work would be lost), then write what is left."""
+        self._stopping = True
+        if self._task is not None:
+            await self._task
+            self._task = None
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._interval)
             try:
                 await self.flush()

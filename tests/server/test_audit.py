@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,3 +53,21 @@ async def test_a_caller_cannot_shift_values_into_other_columns(tmp_path: Path) -
 async def test_a_mask_that_would_run_across_columns_stays_in_its_own(tmp_path: Path) -> None:
     [row] = await saved(tmp_path, entry(route="/x?password=", tool="secretive", error_code="bad_thing"))
     assert (row["route"], row["tool"], row["error_code"]) == ("/x?password=", "secretive", "bad_thing")
+
+
+async def test_stopping_while_a_batch_waits_for_the_state_thread_loses_nothing(tmp_path: Path) -> None:
+    """Under load the state thread is busy with other work when the server stops; the batch the writer
+    has queued must still be written, not dropped with a cancelled write."""
+    conn = connect_state(tmp_path / "state.sqlite3")
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        audit = AuditLog(conn, thread, interval=0.01)
+        audit.start()
+        busy = asyncio.get_running_loop().run_in_executor(thread, time.sleep, 0.4)  # other state work
+        for i in range(50):
+            audit.record(entry(tool=f"t{i}"))
+        await asyncio.sleep(0.1)  # the writer's flush is now queued behind the busy thread
+        await audit.stop()
+        await busy
+        rows = audit.recent(100)
+    conn.close()
+    assert sorted(row["tool"] for row in rows) == sorted(f"t{i}" for i in range(50))

@@ -85,7 +85,8 @@ class Bridge:
         self.started_at = time.time()
         self.state = await self.on_state(connect_state, self.paths.state_db)
         self.keys = KeyStore(self.state, SecretStore())
-        self.idempotency = IdempotencyStore(self.state, self.on_state)
+        self.idempotency = IdempotencyStore(self.state, self.on_state, abandoned_after=dt.timedelta(
+            seconds=self.config.limits.request_timeout_seconds + 60))
         await self.reload_keys()
         self.catalog = Catalog.load(self.paths.tools_file)
         self.audit = AuditLog(self.state, self._state_thread, on_flush=self._save_key_usage)

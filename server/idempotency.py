@@ -21,7 +21,7 @@ from typing import Any
 from server.errors import BadRequest, Conflict
 
 RETENTION = dt.timedelta(hours=24)
-ABANDONED = dt.timedelta(minutes=2)  # a claim this old was left by a process that died mid-action
+ABANDONED = dt.timedelta(minutes=2)  # at least this old: the claim was left by a process that died mid-action
 PENDING, DONE = 0, 200
 WAIT_SECONDS = 0.05  # how often a duplicate looks for the first answer (bounded by the request deadline)
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -41,9 +41,13 @@ def check_key(value: str) -> str:
 class IdempotencyStore:
     """Replays stored answers; runs concurrent duplicates once (the second waits for the first)."""
 
-    def __init__(self, conn: sqlite3.Connection, run_on_state: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(self, conn: sqlite3.Connection, run_on_state: Callable[..., Awaitable[Any]], *,
+                 abandoned_after: dt.timedelta = ABANDONED) -> None:
+        """`abandoned_after`: longer than any action can run (an action never outlives its request), so
+        an older pending claim belongs to a process that died and a retry may take it over."""
         self._conn = conn
         self._on_state = run_on_state
+        self._abandoned = max(abandoned_after, ABANDONED)
         self._in_flight: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self._finishing: set[asyncio.Task[Any]] = set()  # shielded writes still running (kept referenced)
 
@@ -55,7 +59,8 @@ class IdempotencyStore:
             row = self._conn.execute(
                 "SELECT status, fingerprint, response, created_at FROM idempotency "
                 "WHERE key_id = ? AND idem_key = ?", (key_id, idem)).fetchone()
-            if row is not None and row[3] > (now - (RETENTION if row[0] == DONE else ABANDONED)).isoformat():
+            live_for = RETENTION if row is not None and row[0] == DONE else self._abandoned
+            if row is not None and row[3] > (now - live_for).isoformat():
                 self._conn.execute("COMMIT")
                 return row[0], row[1], row[2]
             self._conn.execute(

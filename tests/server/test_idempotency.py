@@ -179,3 +179,32 @@ async def test_a_failed_action_frees_the_key_even_when_cancelled_again_while_rel
     assert await busy_state.retry_after_cancelled(first, "call-2", place_order) == {"id": 2}
     assert runs == [1]
     assert busy_state.pending_claims() == 0
+
+
+async def test_a_pending_claim_younger_than_any_action_can_run_is_never_taken_over(tmp_path: Path) -> None:
+    """With a 10-minute request limit an action may legitimately run for minutes: a claim that young
+    still belongs to a running action, so a retry waits (here: until it gives up) instead of running it."""
+    conn = connect_state(tmp_path / "state.sqlite3")
+    runs: list[int] = []
+
+    async def place_order() -> dict[str, int]:
+        runs.append(1)
+        return {"id": 1}
+
+    async def run_here(fn, *args):
+        return fn(*args)
+
+    store = IdempotencyStore(conn, run_here, abandoned_after=dt.timedelta(seconds=660))
+    try:
+        for age, key in ((ABANDONED + dt.timedelta(minutes=5), "young"), (dt.timedelta(seconds=661), "dead")):
+            conn.execute("INSERT INTO idempotency VALUES ('key-a', ?, 'print', 0, '', ?)",
+                         (key, (dt.datetime.now(dt.UTC) - age).isoformat()))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(store.run_once("key-a", "young", "print", place_order, json.dumps,
+                                                  json.loads), 0.3)
+        assert runs == []
+        assert await store.run_once("key-a", "dead", "print", place_order, json.dumps,
+                                    json.loads) == {"id": 1}
+        assert runs == [1]
+    finally:
+        conn.close()

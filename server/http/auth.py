@@ -9,7 +9,7 @@ from aiohttp.typedefs import Handler
 
 from server.errors import RateLimited, Unauthorized
 from server.events import AuthBlocked
-from server.http.appstate import BRIDGE, context
+from server.http.appstate import BRIDGE, CLIENT, context
 from server.keys import Principal
 from server.ratelimit import ConcurrencyLimiter, TooManyInFlight
 
@@ -46,7 +46,7 @@ def _refusal_reason(request: web.Request, presented: str | None) -> str:
 def authenticate(request: web.Request) -> Principal | None:
     """The caller's principal, or None; records failed attempts for per-address throttling."""
     bridge = request.app[BRIDGE]
-    client = request["voka.client"]
+    client = request[CLIENT]
     presented = presented_key(request)
     principal = bridge.authenticate(presented)
     if principal is None:
@@ -66,7 +66,7 @@ def _limit_anonymous(request: web.Request) -> None:
     """Callers without a key share one bucket per address: probes of /health (a database round trip)
     or floods of keyless requests cannot run unbounded. Keyed callers never touch this bucket."""
     bridge = request.app[BRIDGE]
-    decision = bridge.limiter.check("address:" + request["voka.client"])
+    decision = bridge.limiter.check("address:" + request[CLIENT])
     if not decision.allowed:
         window = bridge.limiter.window
         context(request).detail["reason"] = (f"over {decision.limit} requests per {window:g} s without a key "
@@ -82,7 +82,7 @@ async def auth_and_limits(request: web.Request, handler: Handler) -> web.StreamR
             _limit_anonymous(request)
         return await handler(request)
     bridge = request.app[BRIDGE]
-    client = request["voka.client"]
+    client = request[CLIENT]
     blocked = bridge.auth_throttle.blocked_for(client)
     if blocked:
         context(request).detail["reason"] = "address blocked after repeated failed authentication"

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from server.http.appstate import BODY
 
 MAX_DEPTH = 32
 MAX_STRING_CHARS = 20_000  # the longest raw SQL the executor takes; no catalog value needs more
@@ -124,7 +125,7 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"The request body is larger than the {max_bytes}-byte limit.")
     raw = await _read_capped(request, max_bytes)
-    request["voka.body"] = raw
+    request[BODY] = raw
     return parse_json(raw)
 
 

@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 from server.errors import BridgeError, PayloadTooLarge
 from server.events import RequestFinished
 from server.executor import CallContext
-from server.http.appstate import BRIDGE, CONTEXT
+from server.http.appstate import BODY, BRIDGE, CLIENT, CONTEXT
 from server.jsonsafe import dumps
 
 log = logging.getLogger("server.access")
@@ -64,7 +64,7 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     ctx = CallContext(route=request.path[:200])
     request[CONTEXT] = ctx
     client = client_address(request)
-    request["voka.client"] = client
+    request[CLIENT] = client
     response: web.StreamResponse
     try:
         response = await handler(request)
@@ -102,7 +102,7 @@ def _finish(request: web.Request, ctx: CallContext, client: str, response: web.S
             duration_ms: float) -> None:
     bridge = request.app[BRIDGE]
     principal = ctx.principal
-    raw_body = request.get("voka.body")
+    raw_body = request.get(BODY)
     sent = response.body if isinstance(response, web.Response) else None
     entry = RequestFinished(
         ts=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),

@@ -31,7 +31,7 @@ _HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 _LOOPBACK_NAMES = ("localhost", "*.localhost")
-DEADLINE = "voka.deadline"
+DEADLINE = web.RequestKey("voka.deadline", Deadline)
 DEADLINES = web.AppKey("deadlines", Deadlines)
 _WARNED_HOSTS = web.AppKey("warned_hosts", set[str])
 

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 2
 
 _MIGRATIONS = [
     """
@@ -63,12 +63,10 @@ _MIGRATIONS = [
         version     TEXT NOT NULL,
         client_info TEXT NOT NULL,
         initialized INTEGER NOT NULL DEFAULT 0,
-        last_used   REAL NOT NULL
+        last_used   REAL NOT NULL,
+        held_until  REAL NOT NULL DEFAULT 0
     );
     CREATE INDEX mcp_sessions_key ON mcp_sessions(key_id, last_used);
-    """,
-    """
-    ALTER TABLE mcp_sessions ADD COLUMN held_until REAL NOT NULL DEFAULT 0;
     """,
 ]
 

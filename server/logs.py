@@ -135,11 +135,13 @@ def stop_logging() -> None:
 LOG_FILES = ("combined.log", "error.log")
 
 
+def _rotating(path: Path, settings: LogSettings) -> RotatingFileHandler:
+    return RotatingFileHandler(path, maxBytes=settings.max_bytes, backupCount=settings.backups,
+                               encoding="utf-8", delay=True)
+
+
 def _file_handler(path: Path, settings: LogSettings, rotate: bool) -> logging.FileHandler:
-    if rotate:
-        return RotatingFileHandler(path, maxBytes=settings.max_bytes, backupCount=settings.backups,
-                                   encoding="utf-8", delay=True)
-    return WatchedFileHandler(path, encoding="utf-8", delay=True)
+    return _rotating(path, settings) if rotate else WatchedFileHandler(path, encoding="utf-8", delay=True)
 
 
 def setup_logging(log_dir: Path, settings: LogSettings, *, console: bool = False,
@@ -187,8 +189,7 @@ def rotate_logs(log_dir: Path, settings: LogSettings) -> None:
                 continue
         except FileNotFoundError:
             continue
-        rotator = RotatingFileHandler(path, maxBytes=settings.max_bytes, backupCount=settings.backups,
-                                      encoding="utf-8", delay=True)
+        rotator = _rotating(path, settings)
         try:
             rotator.doRollover()
         finally:

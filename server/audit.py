@@ -31,19 +31,11 @@ def _row(entry: RequestFinished) -> tuple[Any, ...]:
     values = [getattr(entry, column) for column in AUDIT_COLUMNS]
     texts = [i for i, value in enumerate(values) if isinstance(value, str)]
     joined = _FIELD_SEPARATOR.join(values[i] for i in texts)
-    if joined.count(_FIELD_SEPARATOR) != len(texts) - 1:  # a caller put the separator in a field
-        for i in texts:
-            values[i] = redact(values[i])
-        return tuple(values)
-    masked = redact(joined)
-    if masked != joined:
-        parts = masked.split(_FIELD_SEPARATOR)
-        if len(parts) == len(texts):
-            for i, part in zip(texts, parts, strict=True):
-                values[i] = part
-        else:  # a mask ran across a separator: mask field by field
-            for i in texts:
-                values[i] = redact(values[i])
+    parts = redact(joined).split(_FIELD_SEPARATOR) if joined.count(_FIELD_SEPARATOR) == len(texts) - 1 else []
+    if len(parts) != len(texts):  # a field held the separator, or a mask ran across one: field by field
+        parts = [redact(values[i]) for i in texts]
+    for i, part in zip(texts, parts, strict=True):
+        values[i] = part
     return tuple(values)
 
 

@@ -12,7 +12,7 @@ from server.logs import redact
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs 3x as much, and one is built per request
 class RequestFinished:
     ts: str
     key_id: str | None

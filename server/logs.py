@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler, WatchedFileHandler
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -20,15 +21,20 @@ from server.config import LogSettings
 from server.jsonsafe import dumps
 
 # (cheap substring that must be present, pattern, replacement): most lines skip every regex.
-_PATTERNS = [
-    ("vbk_", re.compile(r"vbk_[A-Za-z0-9]+_[A-Za-z0-9_-]+"), "vbk_***"),
-    ("://", re.compile(r"(?i)(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@"), r"\1***@"),
+_RULES = [
+    ("vbk_", r"vbk_[A-Za-z0-9]+_[A-Za-z0-9_-]+", "vbk_***", 0),
+    ("://", r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1***@", re.I),
     # `password=x`, `"password": "x"`, `passwd: x`, `?password=x&` (also in JSON and query strings)
-    ("pass", re.compile(r"(?i)(pass(?:word|wd)?['\"]?\s*[=:]\s*['\"]?)[^'\"\s,;&}]+"), r"\1***"),
-    ("secret", re.compile(r"(?i)(secret['\"]?\s*[=:]\s*['\"]?)[^'\"\s,;&}]+"), r"\1***"),
-    ("api", re.compile(r"(?i)(api[_-]?key['\"]?\s*[:=]\s*['\"]?)[^'\"\s,;&}]+"), r"\1***"),
-    ("bearer", re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
+    ("pass", r"(pass(?:word|wd)?['\"]?\s*[=:]\s*['\"]?)[^'\"\s,;&}]+", r"\1***", re.I),
+    ("secret", r"(secret['\"]?\s*[=:]\s*['\"]?)[^'\"\s,;&}]+", r"\1***", re.I),
+    ("api", r"(api[_-]?key['\"]?\s*[:=]\s*['\"]?)[^'\"\s,;&}]+", r"\1***", re.I),
+    ("bearer", r"(bearer\s+)[A-Za-z0-9._~+/=-]+", r"\1***", re.I),
 ]
+# Each pattern also compiled case-sensitively, to look for it in the lower-cased text first: a
+# case-insensitive regex tests every position of a line, a case-sensitive one skips to its literal
+# prefix (about 20x faster on a log batch), and most lines hold none of these.
+_PATTERNS = [(needle, re.compile(source) if flags else None, re.compile(source, flags), replacement)
+             for needle, source, replacement, flags in _RULES]
 _known_secrets: set[str] = set()
 _lock = threading.Lock()
 
@@ -46,8 +52,9 @@ def register_secret(secret: str | None) -> None:
 def redact(text: str) -> str:
     """Mask API keys, passwords and known secrets in any text bound for a log, a screen or a file."""
     lowered = text.lower()
-    for needle, pattern, replacement in _PATTERNS:
-        if needle in lowered:
+    ascii_only = text.isascii()  # then `lowered` matches a lower-case pattern exactly where re.I would
+    for needle, lower_case, pattern, replacement in _PATTERNS:
+        if needle in lowered and (lower_case is None or not ascii_only or lower_case.search(lowered)):
             text = pattern.sub(replacement, text)
     for secret in tuple(_known_secrets):
         if secret in text:
@@ -83,6 +90,8 @@ _access = logging.getLogger("server.access")
 _ACCESS_FIELDS = (("method", "method"), ("route", "route"), ("status", "status"), ("client", "client"),
                   ("key", "key_name"), ("tool", "tool"), ("ms", "duration_ms"), ("rows", "rows"),
                   ("code", "error_code"), ("reason", "detail"))
+_ACCESS_NAMES = ("time", "level", "logger", "message", *(name for name, _ in _ACCESS_FIELDS))
+_access_values = attrgetter(*(attr for _, attr in _ACCESS_FIELDS))
 
 
 def log_requests(entries: Sequence[Any]) -> None:
@@ -95,9 +104,8 @@ def log_requests(entries: Sequence[Any]) -> None:
     failed: list[str] = []
     for entry in entries:
         error = entry.status >= 500
-        line = {"time": entry.ts.replace("+00:00", "Z"), "level": "error" if error else "info",
-                "logger": _access.name, "message": "request"}
-        line.update((name, getattr(entry, attr)) for name, attr in _ACCESS_FIELDS)
+        line = dict(zip(_ACCESS_NAMES, (entry.ts.replace("+00:00", "Z"), "error" if error else "info",
+                                        _access.name, "request", *_access_values(entry)), strict=True))
         (failed if error else ok).append(dumps(line))
     for level, lines in ((logging.INFO, ok), (logging.ERROR, failed)):
         if lines:

@@ -23,6 +23,20 @@ def test_redact_masks_every_secret_shape() -> None:
     assert "postgresql://shop:***@db:5432/x" in masked and "vbk_***" in masked
 
 
+
+def test_redact_is_case_insensitive_in_ascii_and_in_any_other_text() -> None:
+    """The patterns are first looked for in the lower-cased text; that shortcut must never miss a
+    mixed-case secret, nor one in a line that also holds non-ASCII text (where lower() and the
+    case-insensitive regex can disagree, so the regex decides alone)."""
+    for text in ('{"PassWord": "swordfish", "API_KEY": "abc123"} POSTGRES://shop:hunter2@db/x BEARER tok.en-1',
+                 'Ünïcode İstanbul ſ PassWord=swordfish Api-Key: abc123 POSTGRES://shop:hunter2@db/x '
+                 'BEARER tok.en-1'):
+        masked = redact(text)
+        for secret in ("swordfish", "abc123", "hunter2", "tok.en-1"):
+            assert secret not in masked, (secret, masked)
+    plain = '{"route":"/mcp","key":"MCP_API_KEY","tool":"find_customer_by_phone"}'
+    assert redact(plain) == plain  # the needle "api" alone masks nothing
+
 def test_files_are_json_lines_rotated_and_masked(tmp_path: Path) -> None:
     setup_logging(tmp_path, LogSettings(max_bytes=2048, backups=2))
     log = logging.getLogger("server.test")

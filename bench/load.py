@@ -13,6 +13,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -105,6 +106,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help="this module's asyncio clients, or wrk (if installed)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="serve Voka Bridge with N processes (serve --workers N); others unchanged")
+    parser.add_argument("--rounds", type=int, default=3, metavar="N",
+                        help="measure the scenarios in turn N times and keep each one's median round: on a "
+                             "shared machine whose speed drifts, every server sees the same drift")
 
 
 def measure(args: argparse.Namespace, name: str, url: str, body: dict | list,
@@ -116,6 +120,26 @@ def measure(args: argparse.Namespace, name: str, url: str, body: dict | list,
         return run_wrk(name, url, body, headers, concurrency=args.concurrency, duration=args.duration)
     return asyncio.run(run_load(name, url, body, headers, concurrency=args.concurrency,
                                 duration=args.duration))
+
+
+@dataclass
+class Scenario:
+    name: str
+    url: str
+    body: dict | list
+    headers: dict[str, str]
+
+
+def compare(args: argparse.Namespace, scenarios: list[Scenario]) -> list[Result]:
+    """Every scenario once per round, in turn (all servers already running), for `args.rounds` rounds;
+    each scenario's result is its median round by requests/s."""
+    rounds: list[list[Result]] = [[] for _ in scenarios]
+    for number in range(max(1, args.rounds)):
+        for scenario, results in zip(scenarios, rounds, strict=True):
+            results.append(measure(args, scenario.name, scenario.url, scenario.body, scenario.headers))
+            print(f"bench: round {number + 1}: {scenario.name}: {results[-1].rps:,.0f} req/s",
+                  file=sys.stderr)
+    return [sorted(results, key=lambda r: r.rps)[len(results) // 2] for results in rounds]
 
 
 def main() -> None:

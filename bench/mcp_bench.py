@@ -4,10 +4,11 @@ the same demo SQLite database.
 
 Each server runs in its own process (ours: `voka-bridge serve --demo` with audit log and rate limits on, the
 limit raised so the benchmark measures the server rather than the limiter; the SDK's: uvicorn, JSON
-responses, stateless). The load generator (bench/load.py) runs 32 concurrent clients in this process and
-prints a Markdown table for the README.
+responses, stateless). Both run for the whole benchmark, and the load generator (bench/load.py, 32 concurrent
+clients) measures them in turn for --rounds rounds, keeping each one's median round, so a shared machine
+whose speed drifts slows both alike. Prints a Markdown table for the README.
 
-    python bench/mcp_bench.py [--duration 10] [--concurrency 32] [--generator wrk] [--workers 2]
+    python bench/mcp_bench.py [--duration 10] [--concurrency 32] [--generator wrk] [--workers 2] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import Result, add_options, measure
+from load import Result, Scenario, add_options, compare
 
 PHONE = "+15558594448"
 KEY = "bench-key-not-secret-0123456789abcdef"
@@ -118,25 +119,25 @@ def main() -> None:
     if args.sdk_server:
         serve_sdk(int(args.sdk_server[0]), args.sdk_server[1])
         return
-    results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="voka-mcp-bench-") as home:
-        port = free_port()
+        port, sdk_port = free_port(), free_port()
         ours = start_ours(Path(home), port, args.workers)
         try:
-            results.append(measure(args, f"Voka Bridge MCP tools/call (2026-07-28), {args.workers} worker(s)",
-                                   f"http://127.0.0.1:{port}/mcp", call_body(PHONE), call_headers(KEY)))
+            sdk = start_sdk(Path(home) / "demo.sqlite3", sdk_port)
+            try:
+                results = compare(args, [
+                    Scenario(f"Voka Bridge MCP tools/call (2026-07-28), {args.workers} worker(s)",
+                             f"http://127.0.0.1:{port}/mcp", call_body(PHONE), call_headers(KEY)),
+                    Scenario("SDK MCPServer tools/call (2026-07-28), same lookup",
+                             f"http://127.0.0.1:{sdk_port}/mcp", call_body(PHONE), call_headers())])
+            finally:
+                sdk.terminate()
+                sdk.wait(timeout=30)
         finally:
             ours.terminate()
             ours.wait(timeout=30)
-        sdk_port = free_port()
-        sdk = start_sdk(Path(home) / "demo.sqlite3", sdk_port)
-        try:
-            results.append(measure(args, "SDK MCPServer tools/call (2026-07-28), same lookup",
-                                   f"http://127.0.0.1:{sdk_port}/mcp", call_body(PHONE), call_headers()))
-        finally:
-            sdk.terminate()
-            sdk.wait(timeout=30)
-    print(f"({args.concurrency} clients, {args.duration:g} s each, load generator: {args.generator})")
+    print(f"({args.concurrency} clients, {args.duration:g} s each, median of {args.rounds} alternating "
+          f"rounds, load generator: {args.generator})")
     print(table(results))
     if results[1].rps:
         print(f"\nVoka Bridge / SDK: {results[0].rps / results[1].rps:.1f}x requests/s")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from server.sharedstate import MemoryTable, Row, Table
@@ -94,21 +92,44 @@ class ConcurrencyLimiter:
         entry = self._keys.get(key)
         return entry.users if entry else 0
 
-    @asynccontextmanager
-    async def slot(self, key: str) -> AsyncIterator[None]:
-        entry = self._keys.get(key)
+    def slot(self, key: str) -> _Slot:
+        """`async with limiter.slot(key):` holds one of the key's places for the block."""
+        return _Slot(self, key)
+
+    def _leave(self, key: str, entry: _KeySlots) -> None:
+        entry.users -= 1
+        if not entry.users:
+            self._keys.pop(key, None)
+
+
+class _Slot:
+    """One request's place in its key's queue (a plain class: this runs on every request, and an
+    @asynccontextmanager generator costs several times as much)."""
+
+    __slots__ = ("_entry", "_key", "_limiter")
+
+    def __init__(self, limiter: ConcurrencyLimiter, key: str) -> None:
+        self._limiter = limiter
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        limiter, key = self._limiter, self._key
+        entry = limiter._keys.get(key)
         if entry is None:
-            entry = self._keys[key] = _KeySlots(asyncio.Semaphore(self.limit))
-        if entry.users >= self.limit + self.max_waiting:
+            entry = limiter._keys[key] = _KeySlots(asyncio.Semaphore(limiter.limit))
+        if entry.users >= limiter.limit + limiter.max_waiting:
             raise TooManyInFlight(key)
         entry.users += 1
         try:
-            async with entry.semaphore:
-                yield
-        finally:
-            entry.users -= 1
-            if not entry.users:
-                self._keys.pop(key, None)
+            await entry.semaphore.acquire()
+        except BaseException:
+            limiter._leave(key, entry)
+            raise
+        self._entry = entry
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._entry.semaphore.release()
+        self._limiter._leave(self._key, self._entry)
 
 
 class AuthThrottle:

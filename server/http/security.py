@@ -127,9 +127,9 @@ def _warn_host(app: web.Application, host: str) -> None:
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Every response, errors and streams included: no sniffing, framing, caching; HSTS over TLS."""
-    if response.content_type == "text/event-stream":
-        lift_deadline(request)
     headers = response.headers
+    if headers.get("Content-Type", "").startswith("text/event-stream"):
+        lift_deadline(request)
     for name, value in _HEADERS.items():
         headers.setdefault(name, value)
     headers.setdefault("Cache-Control", "no-store")

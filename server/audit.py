@@ -25,20 +25,31 @@ _values = attrgetter(*AUDIT_COLUMNS)
 _FIELD_SEPARATOR = "\x00"  # rows whose fields hold it themselves are masked field by field
 
 
+_TEXT_COLUMNS = tuple(c for c in AUDIT_COLUMNS if c not in ("status", "duration_ms", "rows"))
+_texts = attrgetter(*_TEXT_COLUMNS)
+
+
 def _row(entry: RequestFinished) -> tuple[Any, ...]:
     """The audit row, masked: a caller may paste a key or password into a path or a tool name, and the
-    row outlives the request (done here, on the writer thread, to keep it off the request path).
+    row outlives the request (done here, on the writer thread, to keep it off the request path). The
+    same masked row also makes the request's line in combined.log.
 
-    The text fields are masked as one string, so a row costs one pass of the patterns, not one per field."""
-    values = list(_values(entry))
-    texts = [i for i, value in enumerate(values) if isinstance(value, str)]
-    joined = _FIELD_SEPARATOR.join(values[i] for i in texts)
+    The text fields are masked as one string, so a row costs one pass of the patterns, not one per field,
+    and a row with nothing to mask (nearly all) is kept as it is."""
+    values = _values(entry)
+    joined = _FIELD_SEPARATOR.join(filter(None, _texts(entry)))
+    masked = redact(joined)
+    if masked == joined:  # a match inside one field is a match inside the joined text
+        return values  # type: ignore[no-any-return]
+    row = list(values)
+    texts = [i for i, value in enumerate(row) if isinstance(value, str)]
+    joined = _FIELD_SEPARATOR.join(row[i] for i in texts)
     parts = redact(joined).split(_FIELD_SEPARATOR) if joined.count(_FIELD_SEPARATOR) == len(texts) - 1 else []
     if len(parts) != len(texts):  # a field held the separator, or a mask ran across one: field by field
-        parts = [redact(values[i]) for i in texts]
+        parts = [redact(row[i]) for i in texts]
     for i, part in zip(texts, parts, strict=True):
-        values[i] = part
-    return tuple(values)
+        row[i] = part
+    return tuple(row)
 
 
 class AuditLog:
@@ -101,14 +112,14 @@ class AuditLog:
 
     def _write(self, batch: list[RequestFinished]) -> None:
         width = len(AUDIT_COLUMNS)
+        rows = [_row(entry) for entry in batch]
         with self._conn:
             self._conn.execute("BEGIN")
             self._conn.executemany(
-                f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' * width)})",
-                [_row(entry) for entry in batch])
+                f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' * width)})", rows)
             if self._on_flush:
                 self._on_flush(batch)
-        log_requests(batch)
+        log_requests(rows, AUDIT_COLUMNS)
 
     def recent(self, limit: int = 100, before_id: int | None = None) -> list[dict[str, Any]]:
         """Newest first; for history paging in the app and for `keys list`-style reports."""

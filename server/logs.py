@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler, WatchedFileHandler
-from operator import attrgetter
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -91,25 +91,29 @@ _ACCESS_FIELDS = (("method", "method"), ("route", "route"), ("status", "status")
                   ("key", "key_name"), ("tool", "tool"), ("ms", "duration_ms"), ("rows", "rows"),
                   ("code", "error_code"), ("reason", "detail"))
 _ACCESS_NAMES = ("time", "level", "logger", "message", *(name for name, _ in _ACCESS_FIELDS))
-_access_values = attrgetter(*(attr for _, attr in _ACCESS_FIELDS))
 
 
-def log_requests(entries: Sequence[Any]) -> None:
+def log_requests(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
     """One JSON line per request in combined.log (5xx ones also in error.log), handed over as one
     record per batch: the request path only appends to the audit buffer, and the audit writer calls
-    this with each batch it saves."""
+    this with each batch it saves.
+
+    `rows` are the audit rows as saved, `columns` their column names; their text is already masked (the
+    audit writer masks each row once, for the table and for these lines), so it is not redacted again."""
     if not _access.isEnabledFor(logging.INFO):
         return
+    fields = itemgetter(*(columns.index(attr) for _, attr in _ACCESS_FIELDS))
+    at, status = columns.index("ts"), columns.index("status")
     ok: list[str] = []
     failed: list[str] = []
-    for entry in entries:
-        error = entry.status >= 500
-        line = dict(zip(_ACCESS_NAMES, (entry.ts.replace("+00:00", "Z"), "error" if error else "info",
-                                        _access.name, "request", *_access_values(entry)), strict=True))
+    for row in rows:
+        error = row[status] >= 500
+        line = dict(zip(_ACCESS_NAMES, (row[at].replace("+00:00", "Z"), "error" if error else "info",
+                                        _access.name, "request", *fields(row)), strict=True))
         (failed if error else ok).append(dumps(line))
     for level, lines in ((logging.INFO, ok), (logging.ERROR, failed)):
         if lines:
-            text = redact("\n".join(lines))
+            text = "\n".join(lines)
             record = _access.makeRecord(_access.name, level, __file__, 0, text, None, None)
             record._voka_json = text
             _access.handle(record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,3 +72,27 @@ async def test_stopping_while_a_batch_waits_for_the_state_thread_loses_nothing(t
         rows = audit.recent(100)
     conn.close()
     assert sorted(row["tool"] for row in rows) == sorted(f"t{i}" for i in range(50))
+
+
+async def test_the_log_line_is_made_from_the_masked_row(tmp_path: Path) -> None:
+    """combined.log gets each request's line from the row as saved: masked once, not redacted again."""
+    from server.config import LogSettings
+    from server.logs import setup_logging, stop_logging
+
+    setup_logging(tmp_path / "logs", LogSettings())
+    try:
+        key = "vbk_abc123_" + "t" * 32
+        clean, dirty = await saved(tmp_path, entry(tool="find_customer_by_phone", key_name="MCP_API_KEY"),
+                                   entry(route=f"/query?k={key}", detail="Password: hunter2", status=503))
+    finally:
+        stop_logging()
+    assert clean["tool"] == "find_customer_by_phone" and clean["key_name"] == "MCP_API_KEY"
+    assert dirty["route"] == "/query?k=vbk_***" and dirty["detail"] == "Password: ***"
+    combined = (tmp_path / "logs" / "combined.log").read_text()
+    errors = (tmp_path / "logs" / "error.log").read_text()
+    assert key not in combined + errors and "hunter2" not in combined + errors
+    lines = [json.loads(line) for line in combined.splitlines() if '"message":"request"' in line]
+    assert [(x["route"], x["key"], x["status"]) for x in lines] == [
+        ("/mcp", "MCP_API_KEY", 200), ("/query?k=vbk_***", "shop", 503)]
+    assert lines[1]["reason"] == "Password: ***" and lines[0]["time"] == "2026-11-25T14:00:00.000Z"
+    assert '"route":"/query?k=vbk_***"' in errors

@@ -130,8 +130,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     headers = response.headers
     if headers.get("Content-Type", "").startswith("text/event-stream"):
         lift_deadline(request)
-    for name, value in _HEADERS.items():
-        headers.setdefault(name, value)
+    headers.update(_HEADERS)  # no handler sets these
     headers.setdefault("Cache-Control", "no-store")
     headers["Server"] = "voka-bridge"
     if request.secure:

@@ -9,6 +9,9 @@ measures, with the same closed-loop load generator (bench/load.py, 32 clients):
 - a minimal Node.js Express + node-postgres server doing the same raw lookup (installed from npm into a
   temp folder; skipped with a note when npm cannot install it).
 
+All servers run for the whole benchmark and are measured in turn for --rounds rounds (each one's median
+round is reported), so a shared machine whose speed drifts slows them alike.
+
     python bench/pg_bench.py [--duration 10] [--concurrency 32] [--admin-dsn postgresql://...]
 
 The admin DSN (default VOKA_TEST_PG_ADMIN_DSN, else postgresql://postgres@127.0.0.1:5432/postgres) only
@@ -33,7 +36,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import Result, add_options, measure
+from load import Result, Scenario, add_options, compare
 
 ROOT = Path(__file__).resolve().parent.parent
 CUSTOMERS = 100_000
@@ -182,44 +185,42 @@ def main() -> None:
     args = parser.parse_args()
     headers = {"x-api-key": KEY}
 
-    def load(name: str, url: str, body: dict) -> Result:
-        return measure(args, name, url, body, headers)
-
     password = secrets.token_hex(16)
     started = time.monotonic()
     asyncio.run(build_database(args.admin_dsn, password))
     print(f"bench: {CUSTOMERS:,} customers loaded in {time.monotonic() - started:.1f} s", file=sys.stderr)
     database_url = f"postgresql://{ROLE}:{password}@127.0.0.1:{_port(args.admin_dsn)}/{DATABASE}"
     raw = {"query": SQL, "args": [PHONE]}
-    results: list[Result] = []
     try:
         with tempfile.TemporaryDirectory(prefix="voka-pgbench-") as temp:
             home, node_dir = Path(temp) / "home", Path(temp) / "express"
             home.mkdir()
             node_dir.mkdir()
-            port = free_port()
+            port, express_port = free_port(), free_port()
             bridge = start_bridge(home, port, database_url, args.workers)
+            express = None
             try:
                 url = f"http://127.0.0.1:{port}/query"
                 asyncio.run(check_answer(url))
-                results.append(load("Voka Bridge: seed-style raw SQL lookup", url, raw))
-                results.append(load("Voka Bridge: find_customer_by_phone (catalog query)", url,
-                                    {"name": "find_customer_by_phone", "params": {"phone": PHONE}}))
+                catalog = {"name": "find_customer_by_phone", "params": {"phone": PHONE}}
+                scenarios = [Scenario("Voka Bridge: seed-style raw SQL lookup", url, raw, headers),
+                             Scenario("Voka Bridge: find_customer_by_phone (catalog query)", url, catalog,
+                                      headers)]
+                express = start_express(node_dir, express_port, database_url)
+                if express is not None:
+                    express_url = f"http://127.0.0.1:{express_port}/query"
+                    asyncio.run(check_answer(express_url))
+                    scenarios.append(Scenario("Express + node-postgres: same raw lookup", express_url, raw,
+                                              headers))
+                results = compare(args, scenarios)
             finally:
+                stop(express)
                 stop(bridge)
-            port = free_port()
-            express = start_express(node_dir, port, database_url)
-            if express is not None:
-                try:
-                    url = f"http://127.0.0.1:{port}/query"
-                    asyncio.run(check_answer(url))
-                    results.append(load("Express + node-postgres: same raw lookup", url, raw))
-                finally:
-                    stop(express)
     finally:
         if not args.keep:
             asyncio.run(drop_database(args.admin_dsn))
-    print(f"({args.concurrency} clients, {args.duration:g} s each, load generator: {args.generator}, "
+    print(f"({args.concurrency} clients, {args.duration:g} s each, median of {args.rounds} alternating "
+          f"rounds, load generator: {args.generator}, "
           f"Voka Bridge workers: {args.workers})")
     print(table(results))
 

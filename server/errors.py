@@ -75,6 +75,13 @@ class RateLimited(BridgeError):
     status, code = 429, "rate_limited"
 
 
+class ClientClosed(BridgeError):
+    """The caller hung up before its request body arrived: nothing ran, and nobody is left to answer.
+    Audited as 499, nginx's "client closed request", rather than as a server fault."""
+
+    status, code = 499, "client_closed"
+
+
 class InternalError(BridgeError):
     status, code = 500, "internal_error"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from server.errors import BadRequest, ClientClosed, PayloadTooLarge, UnsupportedMediaType
 from server.http.appstate import BODY
 
 MAX_DEPTH = 32
@@ -133,7 +133,13 @@ async def _read_capped(request: web.Request, max_bytes: int) -> bytes:
     """The whole body however it arrives (chunked, in slow pieces), refused as soon as it passes the cap."""
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.readany():
+    while True:
+        try:
+            chunk = await request.content.readany()
+        except ConnectionResetError:  # aiohttp's ClientConnectionResetError is one
+            raise ClientClosed("The client closed the connection before the request body arrived.") from None
+        if not chunk:
+            break
         size += len(chunk)
         if size > max_bytes:
             raise PayloadTooLarge(f"The request body is larger than the {max_bytes}-byte limit.")

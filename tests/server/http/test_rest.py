@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import sqlite3
 
 import pytest
@@ -333,3 +334,31 @@ async def test_cached_query_answers_from_cache_until_a_write(make_server, home) 
         "name": "Cache Buster", "phone": "+15550007777"}}, key=key)
     after = (await running.post("/query", ask, key=key))[1]["data"]
     assert after == [{"quantity": first[0]["quantity"] + 5}]  # any action empties the cache
+
+
+async def test_a_caller_hanging_up_mid_body_is_audited_as_499_not_a_server_error(server: RunningServer,
+                                                                                  caplog) -> None:
+    """Load generators and impatient clients close connections mid-request: that is no server fault,
+    so no 500, no "unhandled error" traceback in error.log, and the audit row says what happened."""
+    port = int(server.url.rsplit(":", 1)[1])
+    for path in ("/query", "/mcp"):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                     "Accept: application/json, text/event-stream\r\n"
+                     f"x-api-key: {server.keys['reader']}\r\nContent-Length: 500\r\n\r\n{{\"name\": ".encode())
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the handler is now waiting for the rest of the body
+        writer.close()
+        await writer.wait_closed()
+    for _ in range(50):
+        await server.bridge.audit.flush()
+        rows = await server.bridge.on_state(server.bridge.audit.recent, 10)
+        if len(rows) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert sorted((r["route"], r["status"], r["error_code"], r["key_name"]) for r in rows) == [
+        ("/mcp", 499, "client_closed", "reader"), ("/query", 499, "client_closed", "reader")]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    status, body, _ = await server.post("/query", {"name": "check_inventory",
+                                                   "params": {"product_id": "SCF-RED"}}, key=server.keys["reader"])
+    assert status == 200 and body["success"] is True

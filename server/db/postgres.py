@@ -5,9 +5,10 @@ and `lock_timeout`; the statement itself goes through the extended protocol, so 
 statement (`COMMIT; DROP TABLE ...` is refused by the server's parser). Raw SQL must describe itself as
 returning rows before it runs (PostgreSQL's own Describe, not our parsing), which keeps out the utility
 statements whose effects outlive a transaction (PREPARE, DEALLOCATE, LOAD, LISTEN, COPY). Afterwards one
-round trip rolls back (which ends settings, cursors, listeners and notifications made inside) and
-releases session advisory locks, so nothing a statement did is there for the next request on that
-connection. Rows come through a cursor stopped at max_rows + 1.
+round trip releases session advisory locks and rolls back (which ends settings, cursors, listeners and
+notifications made inside), so nothing a statement did is there for the next request on that connection;
+the same round trip opens the next read's transaction, which stays empty until that read's statement
+(server.db.pgpool explains why that is harmless). Rows come through a cursor stopped at max_rows + 1.
 
 The password comes from DATABASE_URL or the OS keyring (never config.toml) and is registered with the log
 redactor; no message built here contains it.
@@ -38,6 +39,7 @@ import asyncpg.exceptions as pgerr
 
 from server.config import DatabaseSettings
 from server.db.base import Column, Database, Params, Rows, Table
+from server.db.pgpool import ConnectionPool, PoolClosed, Pooled
 from server.db.pgsafety import ROLE_SQL, RoleReport, quote_ident
 from server.errors import (
     BadRequest,
@@ -64,6 +66,12 @@ log = logging.getLogger(__name__)
 # least-privilege role without EXECUTE on such functions is the guard there (`voka-bridge check` prints
 # the SQL for one).
 _CLEANUP = "ROLLBACK; SELECT pg_advisory_unlock_all()"
+# The same after a read that went well, followed by the next read's BEGIN (see _end_read): the locks go
+# first, inside the finished read's transaction, so no statement runs in the new one.
+_CLEANUP_AND_BEGIN = "SELECT pg_advisory_unlock_all(); ROLLBACK; "
+# A connection waits at most this long in the pool (also idle in an opened, empty transaction); below the
+# idle_in_transaction_session_timeout set for our sessions.
+_IDLE_LIFETIME = 30.0
 _CLIENT_GRACE = 1.0  # the client gives up this long after the server should have cancelled
 _MAX_PREFETCH = 2000
 _SHAPE_CACHE = 4096
@@ -321,6 +329,41 @@ def _constraint_error(exc: pgerr.IntegrityConstraintViolationError) -> Conflict:
     return Conflict(message, code="constraint_violation")
 
 
+async def _start(pooled: Pooled, begin: str) -> None:
+    """Open our transaction, unless the connection already waits in exactly this one (see _end_read)."""
+    if pooled.armed != begin or not pooled.con.is_in_transaction():  # never run outside our transaction
+        await pooled.con.execute(begin if pooled.armed is None else "ROLLBACK; " + begin)
+    pooled.armed = None
+
+
+async def _end_read(pooled: Pooled, failure: BaseException | None, *, rearm: str | None = None) -> bool:
+    """End a read in one round trip; False when the connection must go.
+
+    After a read that went well: release session advisory locks, roll back (which ends settings, cursors,
+    listeners and notifications made inside), and open the next read's transaction (`rearm`) in the same
+    message, so the next read is one round trip. It runs nothing before that read's statement: no snapshot,
+    no lock, no transaction id. After a server-side error the transaction is merely aborted: roll back,
+    then release the locks. After a client-side timeout, a cancellation or a broken socket the state is
+    unknown and the connection goes.
+    """
+    con = pooled.con
+    if _gone(con) or not (failure is None or isinstance(failure, pgerr.PostgresError | BridgeError)):
+        return False
+    if isinstance(failure, pgerr.PostgresConnectionError | pgerr.OperatorInterventionError) and not \
+            isinstance(failure, pgerr.QueryCanceledError):
+        return False
+    try:
+        if failure is None and rearm is not None:
+            await con.execute(_CLEANUP_AND_BEGIN + rearm, timeout=2.0)
+            pooled.armed = rearm
+        else:
+            await con.execute(_CLEANUP, timeout=2.0)
+    except (Exception, asyncio.CancelledError):
+        pooled.armed = None
+        return False
+    return True
+
+
 class PostgresDatabase(Database):
     engine = "postgresql"
 
@@ -328,7 +371,7 @@ class PostgresDatabase(Database):
         self.target = parse_url(url)
         self.settings = settings
         self._secrets = secrets
-        self._pool: asyncpg.Pool | None = None
+        self._pool: ConnectionPool | None = None
         self._connect: dict[str, Any] = {}
         self._health: asyncpg.Connection | None = None
         self._health_lock = asyncio.Lock()
@@ -356,26 +399,20 @@ class PostgresDatabase(Database):
         self._connect = {"dsn": self.target.dsn, "password": password, "ssl": self._ssl(),
                          "server_settings": {"application_name": "voka-bridge",
                                              "idle_in_transaction_session_timeout": "60000"}}
-        try:
-            # min_size=0: no background "restore the floor" task logging tracebacks through an outage;
-            # the pool_min connections are opened here instead, and on demand after a restart.
-            pool = await asyncpg.create_pool(
-                **self._connect, min_size=0, max_size=self.settings.pool_max,
-                timeout=self.settings.connect_timeout_seconds, max_inactive_connection_lifetime=300.0,
-                statement_cache_size=256, init=self._init_connection, reset=self._reset_connection)
-        except Exception as exc:
-            raise self._unavailable(exc, connecting=True) from None
+        pool = ConnectionPool(self._new_connection, self.settings.pool_max, _IDLE_LIFETIME)
         warm = max(1, min(self.settings.pool_min, self.settings.pool_max))
-        held: list[asyncpg.Connection] = []
+        held: list[Pooled] = []
         try:
             for _ in range(warm):
-                held.append(await pool.acquire(timeout=self.settings.connect_timeout_seconds))
-            self.role = RoleReport.from_row(await held[0].fetchrow(ROLE_SQL))
+                held.append(await pool.acquire(self.settings.connect_timeout_seconds))
+            self.role = RoleReport.from_row(await held[0].con.fetchrow(ROLE_SQL))
         except Exception as exc:
+            for pooled in held:
+                pool.release(pooled, reusable=False)
             pool.terminate()
             raise self._unavailable(exc, connecting=True) from None
-        for con in held:
-            await pool.release(con)
+        for pooled in held:
+            pool.release(pooled, reusable=True)
         self._pool = pool
         if self.role.privileged:
             log.warning("the database role is privileged", extra={"fields": {
@@ -387,24 +424,20 @@ class PostgresDatabase(Database):
         if health is not None:
             health.terminate()
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
+        if pool is not None:
+            await pool.close(timeout=5.0)
+
+    async def _new_connection(self) -> asyncpg.Connection:
+        con = await asyncpg.connect(**self._connect, timeout=self.settings.connect_timeout_seconds,
+                                    statement_cache_size=256)
         try:
-            await asyncio.wait_for(pool.close(), timeout=5.0)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            pool.terminate()
-
-    @staticmethod
-    async def _init_connection(con: asyncpg.Connection) -> None:
-        for name in _JSON_TYPES:
-            await con.set_type_codec(name, schema="pg_catalog", encoder=_json_encode, decoder=json.loads,
-                                     format="text")
-
-    @staticmethod
-    async def _reset_connection(con: asyncpg.Connection) -> None:
-        """Reads reset the session themselves (in the same round trip as their ROLLBACK); writes run
-        only the owner's catalog SQL, which commits or rolls back. asyncpg still rolls back any
-        transaction left open before this runs."""
+            for name in _JSON_TYPES:
+                await con.set_type_codec(name, schema="pg_catalog", encoder=_json_encode, decoder=json.loads,
+                                         format="text")
+        except BaseException:
+            con.terminate()
+            raise
+        return con
 
     async def ping(self) -> None:
         """A round trip on a connection of its own, so a pool busy with requests never reads as down."""
@@ -434,11 +467,13 @@ class PostgresDatabase(Database):
             args = [params.get(name) for name in names]
         else:
             args = list(params)
+        begin = self._begin(timeout, read_only=True)
         for attempt in (1, 2):
-            con = await self._acquire(timeout)
+            pooled = await self._acquire(timeout)
+            con = pooled.con
             failure: BaseException | None = None
             try:
-                await con.execute(self._begin(timeout, read_only=True))
+                await _start(pooled, begin)
                 return await self._stream(con, sql, args, max_rows, timeout, raw)
             except pgerr.InvalidCachedStatementError as exc:
                 failure = exc
@@ -450,26 +485,8 @@ class PostgresDatabase(Database):
                 failure = exc
                 raise self._translate(exc, raw=raw) from None
             finally:
-                await self._release(con, clean=await self._end_read(con, failure))
+                self._release(pooled, clean=await _end_read(pooled, failure, rearm=begin))
         raise AssertionError("unreachable")
-
-    @staticmethod
-    async def _end_read(con: asyncpg.Connection, failure: BaseException | None) -> bool:
-        """Roll back and reset the session in one round trip; False when the connection must go.
-
-        After a server-side error the connection is fine (the transaction is merely aborted); after a
-        client-side timeout, a cancellation or a broken socket its state is unknown.
-        """
-        if _gone(con) or not (failure is None or isinstance(failure, pgerr.PostgresError | BridgeError)):
-            return False
-        if isinstance(failure, pgerr.PostgresConnectionError | pgerr.OperatorInterventionError) and not \
-                isinstance(failure, pgerr.QueryCanceledError):
-            return False
-        try:
-            await con.execute(_CLEANUP, timeout=2.0)
-        except (Exception, asyncio.CancelledError):
-            return False
-        return True
 
     async def _stream(self, con: asyncpg.Connection, sql: str, args: list[Any], max_rows: int,
                       timeout: float, raw: bool) -> Rows:
@@ -539,11 +556,12 @@ class PostgresDatabase(Database):
     # ---- writes ----------------------------------------------------------------------------
     @asynccontextmanager
     async def transaction(self, *, timeout: float) -> AsyncIterator[_PgTransaction]:
-        con = await self._acquire(timeout)
+        pooled = await self._acquire(timeout)
+        con = pooled.con
         clean = False
         try:
             try:
-                await con.execute(self._begin(timeout, read_only=False))
+                await _start(pooled, self._begin(timeout, read_only=False))
             except BaseException as exc:
                 raise self._translate(exc, raw=False) from None
             try:
@@ -557,7 +575,7 @@ class PostgresDatabase(Database):
                 raise self._translate(exc, raw=False, committing=True) from None
             clean = True
         finally:
-            await self._release(con, clean=clean)
+            self._release(pooled, clean=clean)
 
     @staticmethod
     async def _rollback(con: asyncpg.Connection) -> bool:
@@ -571,10 +589,11 @@ class PostgresDatabase(Database):
 
     # ---- schema ----------------------------------------------------------------------------
     async def schema(self) -> list[Table]:
-        con = await self._acquire(10.0)
+        pooled = await self._acquire(10.0)
+        con = pooled.con
         failure: BaseException | None = None
         try:
-            await con.execute(self._begin(10.0, read_only=True))
+            await _start(pooled, self._begin(10.0, read_only=True))
             records = await con.fetch(_SCHEMA_SQL)
             tables: dict[tuple[str, str], Table] = {}
             estimates: dict[tuple[str, str], float] = {}
@@ -596,33 +615,29 @@ class PostgresDatabase(Database):
             failure = exc
             raise self._translate(exc, raw=False) from None
         finally:
-            await self._release(con, clean=await self._end_read(con, failure))
+            self._release(pooled, clean=await _end_read(pooled, failure))
 
     # ---- connections and errors ------------------------------------------------------------
-    async def _acquire(self, timeout: float) -> asyncpg.Connection:
+    async def _acquire(self, timeout: float) -> Pooled:
         pool = self._pool
         if pool is None:
             raise DatabaseUnavailable("The database is not open.")
         try:
-            async with asyncio.timeout(min(self.settings.acquire_timeout_seconds, timeout)):  # no extra task
-                return await pool.acquire()
+            return await pool.acquire(min(self.settings.acquire_timeout_seconds, timeout))
         except TimeoutError:
             raise DatabaseUnavailable("All database connections are busy (or the database is not "
                                       "answering); try again shortly.", code="database_busy") from None
+        except PoolClosed:
+            raise DatabaseUnavailable("The database is not open.") from None
         except BaseException as exc:
             raise self._unavailable(exc, connecting=True) from None
 
-    async def _release(self, con: asyncpg.Connection, *, clean: bool = True) -> None:
+    def _release(self, pooled: Pooled, *, clean: bool = True) -> None:
         """Back to the pool; a connection whose state we could not restore is closed instead."""
-        pool = self._pool
-        if not clean and not _gone(con):
-            con.terminate()
-        if pool is None:
-            return
-        try:
-            await pool.release(con, timeout=2.0)
-        except (Exception, asyncio.CancelledError):  # the pool has already dropped it
-            log.debug("connection dropped on release")
+        if self._pool is not None:
+            self._pool.release(pooled, reusable=clean)
+        elif not _gone(pooled.con):
+            pooled.con.terminate()
 
     def _unavailable(self, exc: BaseException, *, connecting: bool = False) -> DatabaseUnavailable:
         where = f"PostgreSQL at {self.target.host}:{self.target.port}"

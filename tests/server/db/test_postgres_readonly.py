@@ -248,3 +248,37 @@ async def test_a_read_waiting_on_a_lock_gives_up_at_the_lock_timeout(
         await holder.close()
     status, body, _ = await running.post("/query", {"query": "SELECT count(*) AS n FROM inventory"}, key=key)
     assert status == 200 and body["data"] == [{"n": 40}]
+
+
+async def test_between_reads_a_connection_waits_in_an_empty_read_only_transaction(
+        pg_server: PgServer, pg_db: str, make_server) -> None:  # noqa: F811
+    """The next read's BEGIN travels with the previous read's cleanup. Waiting like that must cost the
+    database nothing: no snapshot (VACUUM is not held back), no lock on any table (DDL is not blocked),
+    no transaction id; and the read that follows still runs read-only under our limits."""
+    running: RunningServer = await make_server({"database": {"pool_max": 1}, "limits": {"query_timeout_seconds": 5}},
+                                               database_url=pg_server.url(pg_db))
+    key = await running.create_key("analyst", ("query", "sql"))
+    status, body, _ = await running.post("/query", {"query": "SELECT pg_backend_pid() AS pid, "
+                                                    "count(*) AS n FROM customers"}, key=key)
+    assert status == 200, body
+    pid = body["data"][0]["pid"]
+    waiting = await pg_server.owner(pg_db, "SELECT state, backend_xmin, backend_xid FROM pg_stat_activity "
+                                           "WHERE pid = $1", pid)
+    assert dict(waiting[0]) == {"state": "idle in transaction", "backend_xmin": None, "backend_xid": None}
+    locks = await pg_server.owner(pg_db, "SELECT locktype FROM pg_locks WHERE pid = $1", pid)
+    assert [r["locktype"] for r in locks] == ["virtualxid"]
+    await asyncio.wait_for(pg_server.owner(pg_db, "ALTER TABLE customers ADD COLUMN note_x text"), 5)
+    await asyncio.wait_for(pg_server.owner(pg_db, "ALTER TABLE customers DROP COLUMN note_x"), 5)
+    status, body, _ = await running.post("/query", {"query": "SELECT pg_backend_pid() AS pid, current_setting("
+                                                    "'transaction_read_only') AS ro, current_setting("
+                                                    "'statement_timeout') AS timeout"}, key=key)
+    assert status == 200 and body["data"] == [{"pid": pid, "ro": "on", "timeout": "5s"}]
+    status, body, _ = await running.post("/query", {"query": "WITH d AS (DELETE FROM orders RETURNING id) "
+                                                    "SELECT count(*) FROM d"}, key=key)
+    assert status in (400, 403) and body["code"] == "read_only", body
+    action = {"action": "create_customer", "params": {"name": "Ann Armed", "phone": "+15550004444"}}
+    writer = await running.create_key("writer", ("query", "action"))
+    status, body, _ = await running.post("/action", action, key=writer)  # a write on the same connection
+    assert status == 200, body
+    count = await pg_server.owner(pg_db, "SELECT count(*) FROM customers WHERE phone = '+15550004444'")
+    assert count[0][0] == 1

@@ -45,6 +45,8 @@ class ConnectionPool:
         self._free: list[Pooled] = []  # the most recently used on top
         self._size = 0  # open, opening or promised to a waiter; free or in use
         self._waiters: deque[asyncio.Future[Pooled | None]] = deque()
+        self._deadlines: dict[asyncio.Future[Pooled | None], float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
 
     @property
@@ -65,20 +67,35 @@ class ConnectionPool:
         if self._size < self.max_size:
             self._size += 1
             return await self._open()
-        waiter: asyncio.Future[Pooled | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Pooled | None] = loop.create_future()
         self._waiters.append(waiter)
+        self._deadlines[waiter] = time.monotonic() + wait
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = loop.create_task(self._sweep(), name="pg-pool-waits")
         try:
-            async with asyncio.timeout(wait):
-                pooled = await waiter
+            pooled = await waiter
         except BaseException:
-            if waiter.done() and not waiter.cancelled():  # handed over just as the wait ended
-                self._give_back(waiter.result())
-            else:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._give_back(waiter.result())  # handed over just as the wait ended
+            elif waiter in self._waiters:
                 self._waiters.remove(waiter)
             raise
+        finally:
+            self._deadlines.pop(waiter, None)
         if pooled is None:  # a place was freed and promised to us: open it
             return await self._open()
         return pooled
+
+    async def _sweep(self, tick: float = 0.02) -> None:
+        """Ends waits past their deadline (TimeoutError), for every waiter at once: one task while some
+        request waits, instead of a timer per waiting request."""
+        while self._deadlines:
+            now = time.monotonic()
+            for waiter, deadline in list(self._deadlines.items()):
+                if deadline <= now and not waiter.done():
+                    waiter.set_exception(TimeoutError())
+            await asyncio.sleep(tick)
 
     async def _open(self) -> Pooled:
         """Open a connection in a place already counted in _size."""
@@ -131,6 +148,8 @@ class ConnectionPool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(PoolClosed())
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         free, self._free = self._free, []
         self._size -= len(free)
         for pooled in free:

@@ -4,7 +4,7 @@ Starts `voka-bridge serve --demo` in a temp home (audit log and rate limits on, 
 benchmark measures the server rather than the limiter), runs 32 concurrent clients per scenario in
 another process, prints a Markdown table for the README.
 
-    python bench/rest_bench.py [--duration 10] [--concurrency 32] [--generator wrk] [--workers 2]
+    python bench/rest_bench.py [--duration 10] [--concurrency 32] [--generator wrk] [--workers 2] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import Result, add_options, measure
+from load import Result, Scenario, add_options, compare
 
 PHONE = "+15558594448"
 KEY = "bench-key-not-secret-0123456789abcdef"
@@ -50,13 +50,13 @@ def table(results: list[Result]) -> str:
 
 def scenarios(args: argparse.Namespace, url: str) -> list[Result]:
     headers = {"x-api-key": KEY}
-    return [
-        measure(args, "REST find_customer_by_phone (catalog query)", url + "/query",
-                {"name": "find_customer_by_phone", "params": {"phone": PHONE}}, headers),
-        measure(args, "REST seed-style raw SQL lookup", url + "/query",
-                {"query": "SELECT name, account_status, last_purchase FROM customers WHERE phone = $1",
-                 "args": [PHONE]}, headers),
-    ]
+    return compare(args, [
+        Scenario("REST find_customer_by_phone (catalog query)", url + "/query",
+                 {"name": "find_customer_by_phone", "params": {"phone": PHONE}}, headers),
+        Scenario("REST seed-style raw SQL lookup", url + "/query",
+                 {"query": "SELECT name, account_status, last_purchase FROM customers WHERE phone = $1",
+                  "args": [PHONE]}, headers),
+    ])
 
 
 def main() -> None:
@@ -71,7 +71,8 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    print(f"({args.concurrency} clients, {args.duration:g} s each, load generator: {args.generator}, "
+    print(f"({args.concurrency} clients, {args.duration:g} s each, median of {args.rounds} alternating "
+          f"rounds, load generator: {args.generator}, "
           f"Voka Bridge workers: {args.workers})")
     print(table(results))
 

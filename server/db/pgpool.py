@@ -47,6 +47,7 @@ class ConnectionPool:
         self._waiters: deque[asyncio.Future[Pooled | None]] = deque()
         self._deadlines: dict[asyncio.Future[Pooled | None], float] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._reaper: asyncio.Task[None] | None = None
         self._closed = False
 
     @property
@@ -58,7 +59,6 @@ class ConnectionPool:
         seconds (TimeoutError after that). Opening a connection is bounded by the connect timeout."""
         if self._closed:
             raise PoolClosed
-        self._expire(time.monotonic())
         while self._free:
             pooled = self._free.pop()
             if not pooled.con.is_closed():
@@ -125,6 +125,8 @@ class ConnectionPool:
                 waiter.set_result(pooled)
                 return
         self._free.append(pooled)
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.get_running_loop().create_task(self._reap(), name="pg-pool-idle")
 
     def _free_place(self) -> None:
         """A connection is gone: its place goes to the next waiter (who opens a new one), else back."""
@@ -135,11 +137,16 @@ class ConnectionPool:
                 return
         self._size -= 1
 
-    def _expire(self, now: float) -> None:
-        """Close connections idle for longer than idle_lifetime (the oldest are at the bottom)."""
-        while self._free and now - self._free[0].idle_since > self.idle_lifetime:
-            self._free.pop(0).con.terminate()
-            self._size -= 1
+    async def _reap(self) -> None:
+        """While connections wait in the pool, close those idle past idle_lifetime (the oldest are at the
+        bottom), politely: the server sees a client that said goodbye, not a dropped connection or an
+        idle-in-transaction timeout, and logs nothing."""
+        while self._free and not self._closed:
+            await asyncio.sleep(self.idle_lifetime / 3)
+            now = time.monotonic()
+            while self._free and now - self._free[0].idle_since > self.idle_lifetime:
+                self._size -= 1
+                await _close(self._free.pop(0).con)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Close the free connections politely (ones still in use are closed when released)."""
@@ -148,19 +155,27 @@ class ConnectionPool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(PoolClosed())
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._reaper):
+            if task is not None:
+                task.cancel()
         free, self._free = self._free, []
         self._size -= len(free)
         for pooled in free:
-            try:
-                await asyncio.wait_for(pooled.con.close(), timeout)
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                pooled.con.terminate()
+            await _close(pooled.con, timeout)
 
     def terminate(self) -> None:
         self._closed = True
+        for task in (self._sweeper, self._reaper):
+            if task is not None:
+                task.cancel()
         free, self._free = self._free, []
         self._size -= len(free)
         for pooled in free:
             pooled.con.terminate()
+
+
+async def _close(con: asyncpg.Connection, timeout: float = 5.0) -> None:
+    try:
+        await asyncio.wait_for(con.close(), timeout)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        con.terminate()

@@ -75,9 +75,10 @@ async def test_a_connection_the_server_ended_is_replaced_and_idle_ones_expire(
     second_pid = again.con.get_server_pid()
     assert second_pid != pid and await again.con.fetchval("SELECT 1") == 1
     pool.release(again, reusable=True)
-    await asyncio.sleep(0.7)
-    fresh = await pool.acquire(1.0)  # the idle one was past its lifetime: closed, and a new one opened
-    assert again.con.is_closed() and fresh.con.get_server_pid() not in (pid, second_pid)
+    await asyncio.sleep(1.2)  # past its lifetime: closed while nobody asked for a connection
+    assert again.con.is_closed() and await sessions(pg_server, pg_db, tag) == 0 and pool.idle == 0
+    fresh = await pool.acquire(1.0)
+    assert fresh.con.get_server_pid() not in (pid, second_pid)
     pool.release(fresh, reusable=True)
     await asyncio.sleep(0.2)
     assert await sessions(pg_server, pg_db, tag) == 1

@@ -18,6 +18,10 @@ def test_switch_to_postgres_with_the_password_in_the_keyring(make_desktop, pg_se
     database = asyncio.run(pg_server.new_database())
     app = make_desktop()
     try:
+        # The page reloads the form from the config when the server reports "serving": fill it in after
+        # that, as a person would (on a slow machine the first report can arrive after the typing).
+        qtbot.waitUntil(lambda: app.server.state == "serving", timeout=30_000)
+        qtbot.wait(200)
         page = app.window.show_page("Database")
         form = page.form
         form.postgres.setChecked(True)

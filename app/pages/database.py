@@ -75,11 +75,17 @@ class DatabasePage(QWidget):
             self.form.set_choice(DatabaseChoice.from_url(configured, self.controller.paths.config_dir))
         except (ValueError, ConfigError):
             self.form.set_choice(DatabaseChoice("demo"))
+        self._shown = self.form.choice()
+
+    def edited(self) -> bool:
+        """Whether the owner changed the form since it last showed config.toml (or their last save)."""
+        return self.form.choice() != self._shown or self.form.typed_password() is not None
 
     @Slot(str)
     def _state_changed(self, state: str) -> None:
         if state == "serving":
-            self.load_current()
+            if not self.edited():  # a server restart must not wipe what the owner is typing here
+                self.load_current()
             self.refresh_schema()
 
     # ---- test and save -------------------------------------------------------------------------
@@ -118,6 +124,7 @@ class DatabasePage(QWidget):
         def saved(url: str) -> None:
             self.save_button.setEnabled(True)
             self.form.password.clear()
+            self._shown = choice
             self.result.setText("Saved. Restarting the server with this database…")
             self.controller.restart()
 

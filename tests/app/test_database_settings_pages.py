@@ -110,3 +110,18 @@ def test_settings_show_the_served_certificates_fingerprint(make_desktop, app_hom
     cert = x509.load_pem_x509_certificate(served.cert_path.read_bytes())
     expected = cert.fingerprint(hashes.SHA256()).hex(":").upper()
     qtbot.waitUntil(lambda: page.fingerprint.text() == expected, timeout=5000)
+
+
+def test_a_server_restart_keeps_what_the_owner_is_typing(desktop, qtbot):
+    """The page shows config.toml again when the server comes back, but never over unsaved edits."""
+    page = desktop.window.show_page("Database")
+    assert page.form.demo.isChecked() and not page.edited()
+    page.form.postgres.setChecked(True)
+    page.form.database.setText("shop")
+    page.form.user.setText("owner")
+    with qtbot.waitSignal(desktop.controller.serverStateChanged, check_params_cb=lambda s: s == "serving",
+                          timeout=15_000):
+        desktop.controller.restart()
+    assert page.form.postgres.isChecked() and page.form.database.text() == "shop" and page.edited()
+    page.form.demo.setChecked(True)  # back to what config.toml says: the next report reloads the form
+    assert not page.edited()

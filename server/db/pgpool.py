@@ -150,6 +150,16 @@ class ConnectionPool:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Close the free connections politely (ones still in use are closed when released)."""
+        for pooled in self._shut():
+            await _close(pooled.con, timeout)
+
+    def terminate(self) -> None:
+        for pooled in self._shut():
+            pooled.con.terminate()
+
+    def _shut(self) -> list[Pooled]:
+        """Refuse new work, end every wait with PoolClosed, stop the background tasks; the free
+        connections, for the caller to close."""
         self._closed = True
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -160,18 +170,7 @@ class ConnectionPool:
                 task.cancel()
         free, self._free = self._free, []
         self._size -= len(free)
-        for pooled in free:
-            await _close(pooled.con, timeout)
-
-    def terminate(self) -> None:
-        self._closed = True
-        for task in (self._sweeper, self._reaper):
-            if task is not None:
-                task.cancel()
-        free, self._free = self._free, []
-        self._size -= len(free)
-        for pooled in free:
-            pooled.con.terminate()
+        return free
 
 
 async def _close(con: asyncpg.Connection, timeout: float = 5.0) -> None:

@@ -98,3 +98,15 @@ async def test_a_wait_that_ends_as_a_connection_is_handed_over_loses_nothing(
     assert pool.idle == 1
     assert (await pool.acquire(0.5)).con is held.con
     await pool.close()
+
+
+async def test_terminate_ends_every_wait_at_once(pg_server: PgServer, pg_db: str, tag: str) -> None:  # noqa: F811
+    pool = make_pool(pg_server, pg_db, tag, 1)
+    held = await pool.acquire(1.0)
+    waiter = asyncio.create_task(pool.acquire(30.0))
+    await asyncio.sleep(0.05)
+    pool.terminate()
+    with pytest.raises(PoolClosed):
+        await asyncio.wait_for(waiter, 2.0)  # not left to hang: the deadline sweeper is stopped too
+    pool.release(held, reusable=True)  # closed, not kept, once the pool is shut
+    assert held.con.is_closed() and pool.idle == 0

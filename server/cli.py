@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from server import __version__, tls
+from server import __version__, eventloop, tls
 from server.bridge import Bridge
 from server.catalog import Catalog
 from server.config import Config, ConfigError, load_config
@@ -166,7 +166,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.workers > 1:
             return _serve_workers(paths, config, url, static, first_key, args.workers)
         bridge = Bridge(paths, config, database_url=url, static_keys=static)
-        return asyncio.run(_serve(bridge, first_key))
+        return eventloop.run(_serve(bridge, first_key))
     except ConfigError as exc:
         return _fail(str(exc))
     except OSError as exc:

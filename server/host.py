@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from server import tls
+from server import eventloop, tls
 from server.bridge import Bridge
 from server.config import Config, ConfigError
 from server.events import ServerStateChanged
@@ -122,7 +122,7 @@ class ServerHost:
             raise
         self.port = self.runner.addresses[0][1]
         self.url = site_url(config, self.port, tls=ssl_context is not None)
-        log.info("listening", extra={"fields": {"url": self.url}})
+        log.info("listening", extra={"fields": {"url": self.url, "event_loop": eventloop.running()}})
         if self.certificate is not None:
             log.info("serving HTTPS", extra={"fields": {
                 "certificate": str(self.certificate.cert_path),
@@ -146,7 +146,7 @@ class ThreadedServerHost:
 
     def __init__(self, bridge: Bridge) -> None:
         self.host = ServerHost(bridge)
-        self.loop = asyncio.new_event_loop()
+        self.loop = eventloop.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="voka-server", daemon=True)
         self._thread.start()
 

@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from server import eventloop
 from server.bridge import Bridge
 from server.config import Config, ConfigError
 from server.host import ServerHost
@@ -106,7 +107,7 @@ def _worker(plan: Plan, index: int, socks: list[socket.socket], shared: SharedSt
     bridge = Bridge(plan.paths, plan.config, database_url=plan.database_url, static_keys=plan.static_keys,
                     cluster=Cluster(shared, index, plan.workers))
     try:
-        code = asyncio.run(_serve(bridge, socks, pipe))
+        code = eventloop.run(_serve(bridge, socks, pipe))
     finally:
         shared.close()
     sys.exit(code)

@@ -96,3 +96,22 @@ async def test_the_log_line_is_made_from_the_masked_row(tmp_path: Path) -> None:
         ("/mcp", "MCP_API_KEY", 200), ("/query?k=vbk_***", "shop", 503)]
     assert lines[1]["reason"] == "Password: ***" and lines[0]["time"] == "2026-11-25T14:00:00.000Z"
     assert '"route":"/query?k=vbk_***"' in errors
+
+
+async def test_a_batch_is_saved_exactly_as_recorded(tmp_path: Path) -> None:
+    """The batch goes to SQLite as one JSON array: every value must come back with its type and text."""
+    odd = entry(route='/q?"quoted"\\back\tslash\n', tool="caf\u00e9 \U0001f600 \u2028", status=503,
+                duration_ms=0.1 + 0.2, rows=None, error_code="x" * 300, key_id=None, key_name=None)
+    plain = entry(rows=12345678901, duration_ms=7.0)
+    first, second = await saved(tmp_path, odd, plain)
+    assert first["route"] == '/q?"quoted"\\back\tslash\n' and first["tool"] == "caf\u00e9 \U0001f600 \u2028"
+    assert first["duration_ms"] == 0.1 + 0.2 and isinstance(first["status"], int) and first["status"] == 503
+    assert first["rows"] is None and first["key_id"] is None and first["error_code"] == "x" * 300
+    assert second["rows"] == 12345678901 and isinstance(second["duration_ms"], float)
+    assert second["duration_ms"] == 7.0
+
+
+async def test_text_json_cannot_carry_is_saved_row_by_row(tmp_path: Path) -> None:
+    """A lone surrogate has no UTF-8 form: neither JSON nor SQLite can take it as it is."""
+    first, second = await saved(tmp_path, entry(route="/bad\udcff"), entry(route="/fine"))
+    assert first["route"] == "/bad\\udcff" and second["route"] == "/fine"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ from typing import Any
 from server.audit import AuditLog
 from server.background import stop_task
 from server.catalog import Catalog
-from server.config import Config, ConfigError
+from server.config import Config, ConfigError, DatabaseSettings
 from server.db import open_database
 from server.db.base import Database
 from server.errors import BridgeError, DatabaseUnavailable
@@ -91,7 +92,8 @@ class Bridge:
         self.catalog = Catalog.load(self.paths.tools_file)
         self.audit = AuditLog(self.state, self._state_thread, on_flush=self._save_key_usage)
         self.audit.start()
-        self._db = open_database(self.config.database, url=self.database_url, base_dir=self.paths.config_dir)
+        self._db = open_database(self._database_settings(), url=self.database_url,
+                                 base_dir=self.paths.config_dir)
         try:
             await self.database()
             await self.check_health()
@@ -103,6 +105,16 @@ class Bridge:
         self._tasks = [loop.create_task(self._prune_audit(), name="audit-pruner"),
                        loop.create_task(self._watch_keys(), name="key-watcher"),
                        loop.create_task(self._watch_health(), name="health-watcher")]
+
+    def _database_settings(self) -> DatabaseSettings:
+        """`pool_min` / `pool_max` bound the whole server's connections to PostgreSQL (what the owner's
+        max_connections must allow), so with `--workers N` each process opens its share, rounded up."""
+        settings = self.config.database
+        if self.cluster is None or self.cluster.workers <= 1:
+            return settings
+        workers = self.cluster.workers
+        return settings.model_copy(update={"pool_max": math.ceil(settings.pool_max / workers),
+                                           "pool_min": math.ceil(settings.pool_min / workers)})
 
     def watch_reachability(self) -> None:
         """Once listening: probe `[server] public_url` periodically (nothing to do without one; one worker

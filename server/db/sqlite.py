@@ -205,7 +205,10 @@ class SqliteDatabase(Database):
         Reads change nothing, so running one again is safe."""
         if not self._readers or self._read_threads is None:
             raise DatabaseUnavailable("The database is not open.")
-        conn, deadline = await self._pool.get()
+        try:  # a reader is nearly always free (reads on the event loop return theirs at once)
+            conn, deadline = self._pool.get_nowait()
+        except asyncio.QueueEmpty:
+            conn, deadline = await self._pool.get()
         started = time.monotonic()
         bound = _bind(params)
         try:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,20 @@ from tests.server.test_cli import Served, post
 
 async def _which() -> str:
     return eventloop.running()
+
+
+@contextlib.contextmanager
+def warnings() -> Iterator[list[str]]:
+    """What server.eventloop warns (caplog misses it once the server's own logging is set up)."""
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("server.eventloop")
+    logger.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(handler)
 
 
 def test_run_uses_uvloop_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,15 +63,8 @@ def test_asyncio_on_request(monkeypatch: pytest.MonkeyPatch, value: str) -> None
 
 def test_unknown_choice_warns_and_falls_back_to_auto(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(eventloop.ENV_VAR, "tokio")
-    seen: list[str] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger("server.eventloop")
-    logger.addHandler(handler)
-    try:
+    with warnings() as seen:
         assert eventloop.run(_which()) == "uvloop"
-    finally:
-        logger.removeHandler(handler)
     assert seen == ["VOKA_EVENT_LOOP='tokio' is not one of auto, uvloop, asyncio; using auto"]
 
 
@@ -101,3 +111,15 @@ def test_the_desktop_apps_server_thread_runs_uvloop(home: Paths, monkeypatch: py
     finally:
         host.stop()
         host.close()
+
+
+@pytest.mark.parametrize(("choice", "warned"), [("auto", False), ("uvloop", True)])
+def test_without_uvloop_asyncios_loop_runs(monkeypatch: pytest.MonkeyPatch, choice: str, warned: bool) -> None:
+    """Windows has no uvloop: `import uvloop` fails there, as it does here with the module blocked."""
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    monkeypatch.setenv(eventloop.ENV_VAR, choice)
+    with warnings() as seen:
+        assert eventloop.run(_which()) == "asyncio"
+    assert bool(seen) == warned
+    if warned:
+        assert "uvloop is not installed" in seen[0]

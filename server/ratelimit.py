@@ -99,12 +99,12 @@ class ConcurrencyLimiter:
         """`async with limiter.slot(key):` holds one of the key's places for the block."""
         return _Slot(self, key)
 
-    def _leave(self, entry: _KeySlots) -> None:
+    def _leave(self, key: str, entry: _KeySlots) -> None:
         """A key's entry stays when its last request leaves (keys are few, and a semaphore made and
-        dropped on every request cost more than the rest of the slot); idle ones go once there are many."""
+        dropped on every request cost more than the rest of the slot), unless there are already many."""
         entry.users -= 1
-        if len(self._keys) > _MAX_IDLE_KEYS:
-            self._keys = {k: e for k, e in self._keys.items() if e.users}
+        if not entry.users and len(self._keys) > _MAX_IDLE_KEYS:
+            self._keys.pop(key, None)
 
 
 class _Slot:
@@ -128,13 +128,13 @@ class _Slot:
         try:
             await entry.semaphore.acquire()
         except BaseException:
-            limiter._leave(entry)
+            limiter._leave(key, entry)
             raise
         self._entry = entry
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._entry.semaphore.release()
-        self._limiter._leave(self._entry)
+        self._limiter._leave(self._key, self._entry)
 
 
 class AuthThrottle:

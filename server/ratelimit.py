@@ -50,18 +50,20 @@ class RateLimiter:
         rate = capacity / self.window
         now = time.monotonic()
 
-        def take(row: Row | None) -> tuple[Row, Decision]:
+        def take(row: Row | None) -> tuple[Row, tuple[bool, float]]:
+            """Runs inside the shared table's lock (with workers), so it only does the arithmetic."""
             tokens, last = (float(capacity), now) if row is None else row[:2]
             tokens = min(capacity, tokens + max(0.0, now - last) * rate)
-            if tokens >= 1:
+            allowed = tokens >= 1
+            if allowed:
                 tokens -= 1
-                return (tokens, now, 0.0, 0.0), Decision(True, capacity, int(tokens),
-                                                         math.ceil((capacity - tokens) / rate))
-            wait = math.ceil((1 - tokens) / rate)
-            reset = math.ceil((capacity - tokens) / rate)
-            return (tokens, now, 0.0, 0.0), Decision(False, capacity, 0, reset, max(wait, 1))
+            return (tokens, now, 0.0, 0.0), (allowed, tokens)
 
-        return self._table.update(key, take)
+        allowed, tokens = self._table.update(key, take)
+        reset = math.ceil((capacity - tokens) / rate)
+        if allowed:
+            return Decision(True, capacity, int(tokens), reset)
+        return Decision(False, capacity, 0, reset, max(math.ceil((1 - tokens) / rate), 1))
 
 
 _MAX_IDLE_KEYS = 1000

@@ -6,6 +6,12 @@ and store their few numbers per key in a table: `MemoryTable` (one process, the 
 (rows in `multiprocessing.shared_memory`, one `multiprocessing` lock). A shared table has a fixed number
 of slots addressed by a hash of the key; when every slot of a key's probe window is taken, the one idle
 longest is reused, so a spray of addresses cannot grow memory (it can only make old rows forgotten).
+
+Reads take no lock: every request reads the failed-auth table twice, and with two busy workers those
+lock round trips (and the waits when both wanted it at once) cost about a tenth of the server's time. A
+writer, always under the lock, makes a table's sequence number odd while it writes and even again after;
+a reader that saw the same even number before and after its read saw no write (a seqlock), else it
+reads again under the lock.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ _HASH = struct.Struct("<Q")
 _RECORD = struct.Struct(f"<{1 + WIDTH}d")  # last touched, then the row
 _COUNTER = struct.Struct("<q")
 _HOLDER = struct.Struct("<q")  # the pid inside the shared lock, 0 when none; in the header after the counter
+_SEQUENCE = struct.Struct("<Q")  # a table's write sequence (odd while a write runs), before its hashes
+_OPTIMISTIC_READS = 3
 
 
 class Table(Protocol):
@@ -79,22 +87,24 @@ def key_hash(key: str) -> int:
 
 
 class SharedTable:
-    """Rows in a shared-memory buffer: `slots + PROBE` hashes, then as many (touched, row) records."""
+    """Rows in a shared-memory buffer: the write sequence, `slots + PROBE` hashes, then as many
+    (touched, row) records."""
 
     def __init__(self, buffer: memoryview, lock: Any, slots: int = SLOTS) -> None:
         self._buf = buffer
         self._lock = lock
         self.slots = slots
-        self._records = (slots + PROBE) * _HASH.size
+        self._hashes = _SEQUENCE.size
+        self._records = self._hashes + (slots + PROBE) * _HASH.size
 
     @staticmethod
     def size(slots: int = SLOTS) -> int:
-        return (slots + PROBE) * (_HASH.size + _RECORD.size)
+        return _SEQUENCE.size + (slots + PROBE) * (_HASH.size + _RECORD.size)
 
     def _find(self, wanted: int) -> tuple[int, bool]:
         """(slot, whether it holds the key): the key's slot, else a free one, else the idle-longest one."""
         home = wanted % self.slots
-        hashes = _HASHES.unpack_from(self._buf, home * _HASH.size)
+        hashes = _HASHES.unpack_from(self._buf, self._hashes + home * _HASH.size)
         if wanted in hashes:
             return home + hashes.index(wanted), True
         if 0 in hashes:
@@ -106,22 +116,40 @@ class SharedTable:
     def _read(self, slot: int) -> Row:
         return _RECORD.unpack_from(self._buf, self._records + slot * _RECORD.size)[1:]  # type: ignore[return-value]
 
+    def _lookup(self, wanted: int) -> Row | None:
+        slot, held = self._find(wanted)
+        return self._read(slot) if held else None
+
     def get(self, key: str) -> Row | None:
+        """The key's row, read without the lock unless a write runs across the read."""
+        wanted = key_hash(key)
+        buf = self._buf
+        for _ in range(_OPTIMISTIC_READS):
+            before = _SEQUENCE.unpack_from(buf)[0]
+            if before & 1:
+                continue
+            row = self._lookup(wanted)
+            if _SEQUENCE.unpack_from(buf)[0] == before:
+                return row
         with self._lock:
-            slot, held = self._find(key_hash(key))
-            return self._read(slot) if held else None
+            return self._lookup(wanted)
 
     def update(self, key: str, change: Change[T]) -> T:
         wanted = key_hash(key)
         with self._lock:
             slot, held = self._find(wanted)
             row, answer = change(self._read(slot) if held else None)
-            if row is None:
-                if held:
-                    _HASH.pack_into(self._buf, slot * _HASH.size, 0)
+            if row is None and not held:
                 return answer
-            _HASH.pack_into(self._buf, slot * _HASH.size, wanted)
-            _RECORD.pack_into(self._buf, self._records + slot * _RECORD.size, time.monotonic(), *row)
+            # odd while writing; `| 1` also mends the parity a worker that died mid-write left behind
+            sequence = (_SEQUENCE.unpack_from(self._buf)[0] + 1) | 1
+            _SEQUENCE.pack_into(self._buf, 0, sequence)
+            if row is None:
+                _HASH.pack_into(self._buf, self._hashes + slot * _HASH.size, 0)
+            else:
+                _HASH.pack_into(self._buf, self._hashes + slot * _HASH.size, wanted)
+                _RECORD.pack_into(self._buf, self._records + slot * _RECORD.size, time.monotonic(), *row)
+            _SEQUENCE.pack_into(self._buf, 0, sequence + 1)
             return answer
 
 

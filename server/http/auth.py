@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from server.bridge import Bridge
 from server.errors import RateLimited, Unauthorized
 from server.events import AuthBlocked
 from server.http.appstate import BRIDGE, CLIENT, context
@@ -43,9 +44,9 @@ def _refusal_reason(request: web.Request, presented: str | None) -> str:
     return "no key" if count == 0 else "unusable key header"
 
 
-def authenticate(request: web.Request) -> Principal | None:
+def authenticate(request: web.Request, bridge: Bridge | None = None) -> Principal | None:
     """The caller's principal, or None; records failed attempts for per-address throttling."""
-    bridge = request.app[BRIDGE]
+    bridge = bridge or request.app[BRIDGE]
     client = request[CLIENT]
     presented = presented_key(request)
     principal = bridge.authenticate(presented)
@@ -81,14 +82,15 @@ async def auth_and_limits(request: web.Request, handler: Handler) -> web.StreamR
         if presented_key(request) is None:
             _limit_anonymous(request)
         return await handler(request)
-    bridge = request.app[BRIDGE]
+    app = request.app
+    bridge = app[BRIDGE]
     client = request[CLIENT]
     blocked = bridge.auth_throttle.blocked_for(client)
     if blocked:
         context(request).detail["reason"] = "address blocked after repeated failed authentication"
         raise RateLimited("Too many failed attempts from this address; wait before trying again.",
                           code="auth_throttled", headers={"Retry-After": str(int(blocked) + 1)})
-    principal = authenticate(request)
+    principal = authenticate(request, bridge)
     if principal is None:
         if presented_key(request) is None:
             _limit_anonymous(request)
@@ -101,7 +103,7 @@ async def auth_and_limits(request: web.Request, handler: Handler) -> web.StreamR
         raise RateLimited(f"Rate limit of {decision.limit} requests per "
                           f"{int(bridge.limiter.window)} s reached; retry in {decision.retry_after} s.",
                           headers=headers)
-    concurrency = request.app[CONCURRENCY]
+    concurrency = app[CONCURRENCY]
     try:
         async with concurrency.slot(principal.key_id):
             response = await handler(request)

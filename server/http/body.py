@@ -11,6 +11,7 @@ import json
 import math
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from server.errors import BadRequest, ClientClosed, PayloadTooLarge, UnsupportedMediaType
@@ -58,6 +59,34 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_int=_integer, parse
                             parse_constant=_constant)
 
 
+# orjson reads integers past 64 bits as floats, so a body with a run of 19 digits goes the strict way
+# (digits mapped to 0, then one substring search: a regular expression took longer than the parse).
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19
+
+
+def _fast_parse(raw: bytes, text: str) -> Any:
+    """orjson's reading of a body the strict parser would read the same way, or None to parse strictly
+    (about four times faster on a typical tool call; None also for a body whose value is null). Only
+    for bodies `_may_break_shape_rules` lets through: small enough and not deeply nested.
+
+    orjson refuses NaN, infinities, lone surrogates and whatever else the strict parser refuses with a
+    message, so a failure here just goes the strict way for its message. What it accepts and the strict
+    parser does not: duplicate keys (it keeps the last) and integers past 64 bits (it makes floats). The
+    second needs 19 digits in a row. The first is counted: without a backslash in the body every
+    character of every string is literal, so writing the value back out gives each string unchanged and
+    one colon per key. The body then has as many colons as its rewrite only if no key was dropped."""
+    if "\\" in text or _LONG_NUMBER in raw.translate(_DIGITS_TO_ZERO):
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if text.count(":") != orjson.dumps(value).count(b":"):
+        return None
+    return value
+
+
 def _check_text(text: str) -> None:
     if len(text) > MAX_STRING_CHARS:
         raise _invalid(f"A text value in the JSON is longer than {MAX_STRING_CHARS} characters.")
@@ -93,6 +122,11 @@ def parse_json(raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise _invalid("The request body is not valid UTF-8 text.") from None
+    shape_at_risk = _may_break_shape_rules(text)
+    if not shape_at_risk:
+        value = _fast_parse(raw, text)
+        if value is not None:
+            return value
     try:
         value = _DECODER.decode(text)
     except RecursionError:
@@ -102,7 +136,7 @@ def parse_json(raw: bytes) -> Any:
                        ) from None
     except ValueError:
         raise _invalid("The body is not valid JSON.") from None
-    if _may_break_shape_rules(text):
+    if shape_at_risk:
         _check_shape(value)
     return value
 
@@ -144,6 +178,8 @@ async def _read_capped(request: web.Request, max_bytes: int) -> bytes:
         if size > max_bytes:
             raise PayloadTooLarge(f"The request body is larger than the {max_bytes}-byte limit.")
         chunks.append(chunk)
+        if request.content.at_eof():  # the usual whole body in one piece: no second call to see the end
+            break
     return b"".join(chunks)
 
 

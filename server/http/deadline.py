@@ -31,7 +31,7 @@ class Deadline:
         self.expired = False
 
     async def __aenter__(self) -> Deadline:
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._watch.loop)  # with the loop given, no lookup (and no getpid)
         if task is None:
             raise RuntimeError("a Deadline must be used inside a task")
         self._task = task
@@ -67,10 +67,12 @@ class Deadlines:
         self._running: dict[Deadline, None] = {}
         self._task: asyncio.Task[None] | None = None
         self._work = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def limit(self, seconds: float) -> Deadline:
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._watch(), name="request-deadlines")
+            self.loop = asyncio.get_running_loop()
+            self._task = self.loop.create_task(self._watch(), name="request-deadlines")
         return Deadline(self, time.monotonic() + seconds)
 
     def add(self, deadline: Deadline) -> None:

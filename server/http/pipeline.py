@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from server.bridge import Bridge
 from server.errors import BridgeError, PayloadTooLarge
 from server.events import RequestFinished
 from server.executor import CallContext
@@ -39,10 +40,9 @@ def error_response(exc: BridgeError) -> web.Response:
                          exc.headers)
 
 
-def client_address(request: web.Request) -> str:
+def client_address(request: web.Request, bridge: Bridge) -> str:
     """The caller's address; behind a trusted local tunnel, the one its X-Forwarded-For names."""
     remote = request.remote or "unknown"
-    bridge = request.app[BRIDGE]
     if bridge.config.server.trust_forwarded_for:
         forwarded = request.headers.get("X-Forwarded-For")
         try:
@@ -63,7 +63,8 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     started = time.perf_counter()
     ctx = CallContext(route=request.path[:200])
     request[CONTEXT] = ctx
-    client = client_address(request)
+    bridge = request.app[BRIDGE]
+    client = client_address(request, bridge)
     request[CLIENT] = client
     response: web.StreamResponse
     try:
@@ -84,7 +85,7 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
         response = _refuse(ctx, BridgeError("Internal server error."))
     if response.status >= 400 and ctx.error_code is None:
         ctx.error_code = f"http_{response.status}"
-    _finish(request, ctx, client, response, (time.perf_counter() - started) * 1000)
+    _finish(bridge, request, ctx, client, response, (time.perf_counter() - started) * 1000)
     return response
 
 
@@ -112,9 +113,8 @@ def _preview(body: bytes | None) -> str | None:
     return body[:BODY_PREVIEW].decode("utf-8", "replace") if body else None
 
 
-def _finish(request: web.Request, ctx: CallContext, client: str, response: web.StreamResponse,
+def _finish(bridge: Bridge, request: web.Request, ctx: CallContext, client: str, response: web.StreamResponse,
             duration_ms: float) -> None:
-    bridge = request.app[BRIDGE]
     principal = ctx.principal
     raw_body = request.get(BODY)
     sent = response.body if isinstance(response, web.Response) else None

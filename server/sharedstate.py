@@ -8,7 +8,7 @@ of slots addressed by a hash of the key; when every slot of a key's probe window
 longest is reused, so a spray of addresses cannot grow memory (it can only make old rows forgotten).
 
 Reads take no lock: every request reads the failed-auth table twice, and with two busy workers those
-lock round trips (and the waits when both wanted it at once) cost about a tenth of the server's time. A
+lock round trips (and the waits when both wanted it at once) were a measurable share of each request. A
 writer, always under the lock, makes a table's sequence number odd while it writes and even again after;
 a reader that saw the same even number before and after its read saw no write (a seqlock), else it
 reads again under the lock.

@@ -67,7 +67,7 @@ _LONG_NUMBER = b"0" * 19
 
 def _fast_parse(raw: bytes, text: str) -> Any:
     """orjson's reading of a body the strict parser would read the same way, or None to parse strictly
-    (about four times faster on a typical tool call; None also for a body whose value is null). Only
+    (a typical tool call parses in half the time; None also for a body whose value is null). Only
     for bodies `_may_break_shape_rules` lets through: small enough and not deeply nested.
 
     orjson refuses NaN, infinities, lone surrogates and whatever else the strict parser refuses with a

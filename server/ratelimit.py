@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from server.sharedstate import MemoryTable, Row, Table
@@ -73,10 +74,18 @@ class TooManyInFlight(Exception):
     """The key has its maximum of requests in progress and a full queue behind them."""
 
 
-@dataclass
 class _KeySlots:
-    semaphore: asyncio.Semaphore
-    users: int = 0  # in progress + waiting
+    """One key's requests in progress and the queue behind them."""
+
+    __slots__ = ("active", "waiters")
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def users(self) -> int:
+        return self.active + len(self.waiters)
 
 
 class ConcurrencyLimiter:
@@ -86,6 +95,10 @@ class ConcurrencyLimiter:
     connections, slow bodies, long queries) it may hold at the same time. Past `limit` requests wait in
     the key's own queue (bounded by the per-request deadline); past `limit + max_waiting` they are
     refused at once. Queues are per key, so one key's pile-up never delays another key.
+
+    A count and a queue of futures rather than an asyncio.Semaphore: a free place is taken without a
+    coroutine (in Python 3.11 `Semaphore.acquire` also scans its waiters on every call), and a leaving
+    request hands its place straight to the first waiter, so a newcomer cannot jump the queue.
     """
 
     def __init__(self, limit: int, max_waiting: int | None = None) -> None:
@@ -101,11 +114,16 @@ class ConcurrencyLimiter:
         """`async with limiter.slot(key):` holds one of the key's places for the block."""
         return _Slot(self, key)
 
-    def _leave(self, key: str, entry: _KeySlots) -> None:
-        """A key's entry stays when its last request leaves (keys are few, and a semaphore made and
-        dropped on every request cost more than the rest of the slot), unless there are already many."""
-        entry.users -= 1
-        if not entry.users and len(self._keys) > _MAX_IDLE_KEYS:
+    def _release(self, key: str, entry: _KeySlots) -> None:
+        """Hand the place to the first waiter still waiting, else give it up. A key's entry stays when
+        its last request leaves (keys are few), unless there are already many."""
+        while entry.waiters:
+            waiter = entry.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the place passes on: `active` stays as it is
+                return
+        entry.active -= 1
+        if not entry.active and len(self._keys) > _MAX_IDLE_KEYS:
             self._keys.pop(key, None)
 
 
@@ -123,20 +141,26 @@ class _Slot:
         limiter, key = self._limiter, self._key
         entry = limiter._keys.get(key)
         if entry is None:
-            entry = limiter._keys[key] = _KeySlots(asyncio.Semaphore(limiter.limit))
+            entry = limiter._keys[key] = _KeySlots()
+        self._entry = entry
+        if entry.active < limiter.limit and not entry.waiters:
+            entry.active += 1
+            return
         if entry.users >= limiter.limit + limiter.max_waiting:
             raise TooManyInFlight(key)
-        entry.users += 1
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry.waiters.append(waiter)
         try:
-            await entry.semaphore.acquire()
+            await waiter
         except BaseException:
-            limiter._leave(key, entry)
+            if waiter.done() and not waiter.cancelled():
+                limiter._release(key, entry)  # handed a place as it was cancelled: pass it on
+            elif waiter in entry.waiters:  # (a release may already have dropped it, being cancelled)
+                entry.waiters.remove(waiter)
             raise
-        self._entry = entry
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._entry.semaphore.release()
-        self._limiter._leave(self._key, self._entry)
+        self._limiter._release(self._key, self._entry)
 
 
 class AuthThrottle:

@@ -46,6 +46,27 @@ async def test_a_cancelled_waiter_gives_its_place_back() -> None:
         assert limiter.users("k") == 1
 
 
+@pytest.mark.parametrize("cancel_first", [True, False], ids=["cancelled-then-freed", "handed-then-cancelled"])
+async def test_a_waiter_cancelled_as_the_place_frees_up_leaves_it_to_the_next(cancel_first: bool) -> None:
+    """Cancelled before the release (the release skips it) or just after it was handed the place (it
+    passes the place on): either way the next waiter gets it and the count stays right."""
+    limiter = ConcurrencyLimiter(1, max_waiting=2)
+    holder = limiter.slot("k")
+    await holder.__aenter__()
+    first = asyncio.ensure_future(limiter.slot("k").__aenter__())
+    second = asyncio.ensure_future(limiter.slot("k").__aenter__())
+    await asyncio.sleep(0.01)
+    if cancel_first:
+        first.cancel()
+    await holder.__aexit__(None, None, None)
+    if not cancel_first:
+        first.cancel()  # the place is already its own, but it has not run yet
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(second, 5)
+    assert limiter.users("k") == 1
+
+
 async def test_idle_keys_are_forgotten_once_there_are_many(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ratelimit, "_MAX_IDLE_KEYS", 10)
     limiter = ConcurrencyLimiter(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from server.bridge import Bridge
 from server.errors import RateLimited, Unauthorized
@@ -16,7 +16,6 @@ from server.ratelimit import ConcurrencyLimiter, TooManyInFlight
 
 log = logging.getLogger("server.auth")
 PUBLIC = {("GET", "/health"), ("HEAD", "/health"), ("GET", "/openapi.json")}
-CONCURRENCY = web.AppKey("concurrency", ConcurrencyLimiter)
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -76,43 +75,47 @@ def _limit_anonymous(request: web.Request) -> None:
                           f"{decision.retry_after} s.", headers=decision.headers(bridge.limiter.window))
 
 
-@web.middleware
-async def auth_and_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if (request.method, request.path) in PUBLIC or request.method == "OPTIONS":
-        if presented_key(request) is None:
-            _limit_anonymous(request)
-        return await handler(request)
-    app = request.app
-    bridge = app[BRIDGE]
-    client = request[CLIENT]
-    blocked = bridge.auth_throttle.blocked_for(client)
-    if blocked:
-        context(request).detail["reason"] = "address blocked after repeated failed authentication"
-        raise RateLimited("Too many failed attempts from this address; wait before trying again.",
-                          code="auth_throttled", headers={"Retry-After": str(int(blocked) + 1)})
-    principal = authenticate(request, bridge)
-    if principal is None:
-        if presented_key(request) is None:
-            _limit_anonymous(request)
-        raise Unauthorized(headers={"WWW-Authenticate": 'Bearer realm="voka-bridge"'})
-    context(request).principal = principal
-    decision = bridge.limiter.check(principal.key_id, principal.rate_limit)
-    headers = decision.headers(bridge.limiter.window)
-    if not decision.allowed:
-        context(request).detail["reason"] = f"over {decision.limit} requests per {bridge.limiter.window:g} s"
-        raise RateLimited(f"Rate limit of {decision.limit} requests per "
-                          f"{int(bridge.limiter.window)} s reached; retry in {decision.retry_after} s.",
-                          headers=headers)
-    concurrency = app[CONCURRENCY]
-    try:
-        async with concurrency.slot(principal.key_id):
-            response = await handler(request)
-    except TooManyInFlight:
-        context(request).detail["reason"] = (f"over {concurrency.limit} requests in progress and "
-                                             f"{concurrency.max_waiting} waiting")
-        raise RateLimited(f"This key already has {concurrency.limit} requests in progress and more "
-                          "waiting; slow down.", code="too_many_concurrent",
-                          headers={**headers, "Retry-After": "1"}) from None
-    if not response.prepared:  # a stream already sent its headers
-        response.headers.update(headers)
-    return response
+def auth_and_limits(bridge: Bridge, concurrency: ConcurrencyLimiter) -> Middleware:
+    """The auth and limits middleware for one app (what it needs is bound here, not looked up per
+    request)."""
+
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if (request.method, request.path) in PUBLIC or request.method == "OPTIONS":
+            if presented_key(request) is None:
+                _limit_anonymous(request)
+            return await handler(request)
+        client = request[CLIENT]
+        blocked = bridge.auth_throttle.blocked_for(client)
+        if blocked:
+            context(request).detail["reason"] = "address blocked after repeated failed authentication"
+            raise RateLimited("Too many failed attempts from this address; wait before trying again.",
+                              code="auth_throttled", headers={"Retry-After": str(int(blocked) + 1)})
+        principal = authenticate(request, bridge)
+        if principal is None:
+            if presented_key(request) is None:
+                _limit_anonymous(request)
+            raise Unauthorized(headers={"WWW-Authenticate": 'Bearer realm="voka-bridge"'})
+        context(request).principal = principal
+        decision = bridge.limiter.check(principal.key_id, principal.rate_limit)
+        headers = decision.headers(bridge.limiter.window)
+        if not decision.allowed:
+            window = bridge.limiter.window
+            context(request).detail["reason"] = f"over {decision.limit} requests per {window:g} s"
+            raise RateLimited(f"Rate limit of {decision.limit} requests per "
+                              f"{int(bridge.limiter.window)} s reached; retry in {decision.retry_after} s.",
+                              headers=headers)
+        try:
+            async with concurrency.slot(principal.key_id):
+                response = await handler(request)
+        except TooManyInFlight:
+            context(request).detail["reason"] = (f"over {concurrency.limit} requests in progress and "
+                                                 f"{concurrency.max_waiting} waiting")
+            raise RateLimited(f"This key already has {concurrency.limit} requests in progress and more "
+                              "waiting; slow down.", code="too_many_concurrent",
+                              headers={**headers, "Retry-After": "1"}) from None
+        if not response.prepared:  # a stream already sent its headers
+            response.headers.update(headers)
+        return response
+
+    return auth_middleware

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -126,10 +127,10 @@ def accepts(request: web.Request) -> tuple[bool, bool]:
             wildcard or "text/event-stream" in accept or "text/*" in accept)
 
 
-async def read_body(request: web.Request) -> Any:
+async def read_body(request: web.Request, service: McpService) -> Any:
     """The one body reader (server.http.body), its refusals re-spelled as JSON-RPC errors."""
     try:
-        return await read_json(request, request.app[BRIDGE].config.limits.max_body_bytes)
+        return await read_json(request, service.bridge.config.limits.max_body_bytes)
     except UnsupportedMediaType:
         raise Refusal(415, RpcError(INVALID_REQUEST, "Unsupported Media Type: Content-Type must be "
                                                      "application/json", audit_code="unsupported_media_type")
@@ -167,26 +168,30 @@ async def pump(request: web.Request, response: web.StreamResponse,
 
 
 # ---- the endpoint --------------------------------------------------------------------------------
-async def endpoint(request: web.Request) -> web.StreamResponse:
-    ctx = context(request)
-    ctx.protocol = "mcp"
-    service = request.app[MCP]
-    try:
-        origin_policy(request.app[BRIDGE].config.server).check(request)
-        header = request.headers.get(VERSION_HEADER)
-        if header is not None and header not in HANDSHAKE_VERSIONS:
-            return await modern_post(request, ctx, service)
-        if request.method == "POST":
-            return await handshake_post(request, ctx, service)
-        if request.method == "GET":
-            return await handshake_stream(request, ctx, service)
-        if request.method == "DELETE":
-            return await handshake_delete(request, ctx, service)
-        raise Refusal(405, RpcError(INVALID_REQUEST, "Method Not Allowed"),
-                      headers={"Allow": "GET, POST, DELETE"})
-    except Refusal as refusal:
-        ctx.error_code = refusal.exc.audit_code
-        return respond(error(refusal.request_id, refusal.exc), refusal.status, refusal.headers)
+def endpoint(service: McpService) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The /mcp handler for one app's MCP service (bound here, not looked up per request)."""
+
+    async def mcp_endpoint(request: web.Request) -> web.StreamResponse:
+        ctx = context(request)
+        ctx.protocol = "mcp"
+        try:
+            origin_policy(service.bridge.config.server).check(request)
+            header = request.headers.get(VERSION_HEADER)
+            if header is not None and header not in HANDSHAKE_VERSIONS:
+                return await modern_post(request, ctx, service)
+            if request.method == "POST":
+                return await handshake_post(request, ctx, service)
+            if request.method == "GET":
+                return await handshake_stream(request, ctx, service)
+            if request.method == "DELETE":
+                return await handshake_delete(request, ctx, service)
+            raise Refusal(405, RpcError(INVALID_REQUEST, "Method Not Allowed"),
+                          headers={"Allow": "GET, POST, DELETE"})
+        except Refusal as refusal:
+            ctx.error_code = refusal.exc.audit_code
+            return respond(error(refusal.request_id, refusal.exc), refusal.status, refusal.headers)
+
+    return mcp_endpoint
 
 
 async def answer(ctx: CallContext, service: McpService, version: str, message: Message,
@@ -258,7 +263,7 @@ async def on_notification(service: McpService, session: Session, message: Messag
 async def handshake_post(request: web.Request, ctx: CallContext, service: McpService) -> web.Response:
     if not accepts(request)[0]:
         raise Refusal(406, RpcError(INVALID_REQUEST, "Not Acceptable: Client must accept application/json"))
-    body = await read_body(request)
+    body = await read_body(request, service)
     if isinstance(body, list):
         return await handshake_batch(request, ctx, service, body)
     try:
@@ -310,7 +315,7 @@ async def handshake_batch(request: web.Request, ctx: CallContext, service: McpSe
     if len(body) > MAX_BATCH:
         raise Refusal(400, RpcError(INVALID_REQUEST, f"A batch holds at most {MAX_BATCH} messages",
                                     audit_code="batch_refused"))
-    bridge = request.app[BRIDGE]
+    bridge = service.bridge
     assert ctx.principal is not None
     replies: list[dict[str, Any]] = []
     charged = False
@@ -369,7 +374,7 @@ async def modern_post(request: web.Request, ctx: CallContext, service: McpServic
     json_ok, sse_ok = accepts(request)
     if not json_ok:
         raise Refusal(406, RpcError(INVALID_REQUEST, "Not Acceptable: Client must accept application/json"))
-    body = await read_body(request)
+    body = await read_body(request, service)
     if isinstance(body, dict) and "id" not in body:
         return modern_notification(request, body)
     try:
@@ -445,7 +450,7 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 def add_routes(app: web.Application) -> None:
-    app[MCP] = McpService(app[BRIDGE])
-    app.router.add_route("*", PATH, endpoint)
+    service = app[MCP] = McpService(app[BRIDGE])
+    app.router.add_route("*", PATH, endpoint(service))
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)

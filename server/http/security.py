@@ -13,11 +13,12 @@ import logging
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
+from server.bridge import Bridge
 from server.config import ServerSettings
 from server.errors import BridgeError, Forbidden
-from server.http.appstate import BRIDGE, context
+from server.http.appstate import context
 from server.http.deadline import Deadline, Deadlines
 
 log = logging.getLogger("server.security")
@@ -89,29 +90,33 @@ def lift_deadline(request: web.Request) -> None:
         deadline.lift()
 
 
-@web.middleware
-async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    bridge = request.app[BRIDGE]
-    settings = bridge.config.server
-    host = request.headers.get("Host")
-    if settings.is_loopback and host is not None and not _answers_to(
-            host, settings.host, settings.public_url, tuple(settings.allowed_origins)):
-        _warn_host(request.app, host)
-        context(request).detail["reason"] = "host not allowed"
-        raise Forbidden("This server does not answer to that host name. If a tunnel or proxy forwards "
-                        "to it, set [server] public_url in config.toml to the public address.",
-                        code="host_not_allowed")
-    limit = bridge.config.limits.request_timeout_seconds
-    try:
-        async with request.app[DEADLINES].limit(limit) as deadline:
-            request[DEADLINE] = deadline
-            return await handler(request)
-    except TimeoutError:
-        context(request).detail["reason"] = f"no answer within {limit:g} s"
-        if not request.content.is_eof():
-            raise RequestTimeout(f"The request body did not arrive within {limit:g} seconds.") from None
-        raise BridgeError(f"The request took longer than {limit:g} seconds and was stopped.",
-                          code="request_timeout", status=504) from None
+def guard(bridge: Bridge, deadlines: Deadlines) -> Middleware:
+    """The guard middleware for one app (what it needs is bound here, not looked up per request)."""
+
+    @web.middleware
+    async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        settings = bridge.config.server
+        host = request.headers.get("Host")
+        if settings.is_loopback and host is not None and not _answers_to(
+                host, settings.host, settings.public_url, tuple(settings.allowed_origins)):
+            _warn_host(request.app, host)
+            context(request).detail["reason"] = "host not allowed"
+            raise Forbidden("This server does not answer to that host name. If a tunnel or proxy forwards "
+                            "to it, set [server] public_url in config.toml to the public address.",
+                            code="host_not_allowed")
+        limit = bridge.config.limits.request_timeout_seconds
+        try:
+            async with deadlines.limit(limit) as deadline:
+                request[DEADLINE] = deadline
+                return await handler(request)
+        except TimeoutError:
+            context(request).detail["reason"] = f"no answer within {limit:g} s"
+            if not request.content.is_eof():
+                raise RequestTimeout(f"The request body did not arrive within {limit:g} seconds.") from None
+            raise BridgeError(f"The request took longer than {limit:g} seconds and was stopped.",
+                              code="request_timeout", status=504) from None
+
+    return guard_middleware
 
 
 def _warn_host(app: web.Application, host: str) -> None:
@@ -137,11 +142,11 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         headers["Strict-Transport-Security"] = HSTS
 
 
-def install(app: web.Application) -> None:
-    """Attach the response-header hook and the deadline watchdog; the guard middleware itself is listed
-    in app.create_app."""
+def install(app: web.Application, deadlines: Deadlines) -> None:
+    """Attach the response-header hook and the deadline watchdog's cleanup; the guard middleware itself
+    is listed in app.create_app."""
     app[_WARNED_HOSTS] = set()
-    app[DEADLINES] = Deadlines()
+    app[DEADLINES] = deadlines
     app.on_response_prepare.append(_security_headers)
     app.on_cleanup.append(_stop_deadlines)
 

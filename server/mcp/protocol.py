@@ -135,8 +135,8 @@ _B64_SENTINEL = re.compile(r"^=\?base64\?(?P<payload>.*)\?=$")
 
 def decode_header_value(value: str | None) -> str | None:
     """`=?base64?...?=` header values carry text that plain HTTP headers cannot; None when malformed."""
-    if value is None:
-        return None
+    if value is None or not value.startswith("=?base64?"):  # (the usual plain name skips the pattern)
+        return value
     match = _B64_SENTINEL.fullmatch(value)
     if match is None:
         return value

@@ -14,6 +14,7 @@ import logging
 import re
 import sqlite3
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
@@ -129,7 +130,10 @@ def _fetch_patiently(conn: sqlite3.Connection, deadline: _Deadline, sql: str, pa
             time.sleep(0.005)
 
 
-def _open_reader(path: Path) -> tuple[sqlite3.Connection, _Deadline]:
+_Reader = tuple[sqlite3.Connection, _Deadline]
+
+
+def _open_reader(path: Path) -> _Reader:
     """A read-only connection: mode=ro, query_only, the authorizer, and a deadline-checking handler.
 
     busy_timeout stays 0 so a read tried on the event loop never sleeps there; the worker path waits.
@@ -153,7 +157,10 @@ class SqliteDatabase(Database):
         self._writer: aiosqlite.Connection | None = None
         self._writer_deadline = _Deadline()
         self._write_lock = asyncio.Lock()
-        self._pool: asyncio.Queue[tuple[sqlite3.Connection, _Deadline]] = asyncio.Queue()
+        # free readers, and the reads waiting for one (a list and futures: asyncio.Queue's bookkeeping
+        # cost more than the point lookup it guarded)
+        self._idle: list[_Reader] = []
+        self._waiting: deque[asyncio.Future[_Reader]] = deque()
         self._readers: list[sqlite3.Connection] = []
         self._read_threads: ThreadPoolExecutor | None = None
 
@@ -173,7 +180,7 @@ class SqliteDatabase(Database):
             for _ in range(self._readers_wanted):
                 reader, deadline = _open_reader(self.path)
                 self._readers.append(reader)
-                self._pool.put_nowait((reader, deadline))
+                self._idle.append((reader, deadline))
         except sqlite3.Error as exc:
             await self.close()
             raise DatabaseUnavailable(f"Cannot open the SQLite file {self.path}: {exc}") from None
@@ -186,7 +193,11 @@ class SqliteDatabase(Database):
             with suppress(sqlite3.Error):
                 reader.close()
         self._readers.clear()
-        self._pool = asyncio.Queue()
+        self._idle = []
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_exception(DatabaseUnavailable("The database was closed."))
         if self._writer is not None:
             with suppress(sqlite3.Error, ValueError):
                 await self._writer.close()
@@ -205,10 +216,8 @@ class SqliteDatabase(Database):
         Reads change nothing, so running one again is safe."""
         if not self._readers or self._read_threads is None:
             raise DatabaseUnavailable("The database is not open.")
-        try:  # a reader is nearly always free (reads on the event loop return theirs at once)
-            conn, deadline = self._pool.get_nowait()
-        except asyncio.QueueEmpty:
-            conn, deadline = await self._pool.get()
+        # a reader is nearly always free (reads on the event loop return theirs at once)
+        conn, deadline = self._idle.pop() if self._idle else await self._wait_for_reader()
         started = time.monotonic()
         bound = _bind(params)
         try:
@@ -224,9 +233,29 @@ class SqliteDatabase(Database):
             raise self._translate(exc, deadline, raw) from None
         finally:
             deadline.at = float("inf")
-            self._pool.put_nowait((conn, deadline))
+            self._give_back((conn, deadline))
         truncated = len(fetched) > max_rows
         return Rows(columns, [dict(zip(columns, row, strict=False)) for row in fetched[:max_rows]], truncated)
+
+    async def _wait_for_reader(self) -> _Reader:
+        waiter: asyncio.Future[_Reader] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._give_back(waiter.result())  # handed a reader as it was cancelled: pass it on
+            elif waiter in self._waiting:
+                self._waiting.remove(waiter)
+            raise
+
+    def _give_back(self, reader: _Reader) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(reader)
+                return
+        self._idle.append(reader)
 
     async def _on_worker(self, conn: sqlite3.Connection, deadline: _Deadline, sql: str,
                          bound: dict[str, Any], limit: int) -> tuple[list[tuple[Any, ...]], list[str]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from server.db.sqlite import SqliteDatabase, sqlite_path
-from server.errors import BadRequest, Conflict, QueryTimeout, ReadOnlyViolation
+from server.errors import BadRequest, Conflict, DatabaseUnavailable, QueryTimeout, ReadOnlyViolation
 from server.paths import Paths
 
 
@@ -135,3 +135,36 @@ async def test_a_long_read_never_blocks_a_write(db: SqliteDatabase) -> None:
 def test_sqlite_url_forms(tmp_path: Path) -> None:
     assert sqlite_path("sqlite:///srv/shop.sqlite3", tmp_path) == Path("/srv/shop.sqlite3")
     assert sqlite_path("sqlite:shop.sqlite3", tmp_path) == tmp_path / "shop.sqlite3"
+
+
+SLOWISH = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) "
+           "SELECT count(*) AS n FROM c")
+
+
+async def test_more_reads_than_readers_queue_and_a_cancelled_one_gives_its_turn_away(db: SqliteDatabase) -> None:
+    """Two readers (the fixture's), five long reads at once: three wait for a reader; one of them is
+    cancelled while it waits, and the other four all answer and hand their readers back."""
+    reads = [asyncio.create_task(db.read(SLOWISH.format(n=1_000_000 + i), [], max_rows=1, timeout=20, raw=True))
+             for i in range(5)]
+    await asyncio.sleep(0.05)
+    assert len(db._waiting) == 3
+    reads[3].cancel()
+    results = await asyncio.gather(*reads, return_exceptions=True)
+    assert isinstance(results[3], asyncio.CancelledError)
+    assert [r.rows[0]["n"] for i, r in enumerate(results) if i != 3] == [1_000_000, 1_000_001, 1_000_002,
+                                                                        1_000_004]
+    assert len(db._idle) == 2 and not db._waiting
+
+
+async def test_a_read_waiting_for_a_reader_when_the_database_closes_is_told(home: Paths) -> None:
+    database = SqliteDatabase(home.demo_db, readers=1)
+    await database.open()
+    running = asyncio.create_task(database.read(SLOWISH.format(n=3_000_000), [], max_rows=1, timeout=20,
+                                                raw=True))
+    await asyncio.sleep(0.05)
+    waiting = asyncio.create_task(database.read("SELECT 1 AS one", [], max_rows=1, timeout=5, raw=True))
+    await asyncio.sleep(0.01)
+    await database.close()
+    with pytest.raises(DatabaseUnavailable, match="closed"):
+        await waiting
+    await asyncio.gather(running, return_exceptions=True)

@@ -8,7 +8,13 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from multidict import istr
+
 from server.sharedstate import MemoryTable, Row, Table
+
+# istr: header names case-folded once, not each time a response takes them
+_RATELIMIT, _POLICY, _LIMIT, _REMAINING, _RESET = map(istr, (
+    "RateLimit", "RateLimit-Policy", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"))
 
 
 @dataclass
@@ -22,11 +28,11 @@ class Decision:
     def headers(self, window: float) -> dict[str, str]:
         """The IETF draft's `RateLimit`/`RateLimit-Policy` fields, plus the older trio many clients read."""
         headers = {
-            "RateLimit": f"limit={self.limit}, remaining={self.remaining}, reset={self.reset_seconds}",
-            "RateLimit-Policy": f"{self.limit};w={int(window)}",
-            "RateLimit-Limit": str(self.limit),
-            "RateLimit-Remaining": str(self.remaining),
-            "RateLimit-Reset": str(self.reset_seconds),
+            _RATELIMIT: f"limit={self.limit}, remaining={self.remaining}, reset={self.reset_seconds}",
+            _POLICY: f"{self.limit};w={int(window)}",
+            _LIMIT: str(self.limit),
+            _REMAINING: str(self.remaining),
+            _RESET: str(self.reset_seconds),
         }
         if not self.allowed:
             headers["Retry-After"] = str(self.retry_after)

@@ -108,6 +108,11 @@ def _timestamp() -> str:
     return f"{_second[1]}.{int((now - whole) * 1000):03d}+00:00"
 
 
+def _milliseconds(value: float) -> float:
+    """To the nearest microsecond, halves up (round(value, 3) took a quarter of a microsecond)."""
+    return int(value * 1000 + 0.5) / 1000
+
+
 def _preview(body: bytes | None) -> str | None:
     """The first bytes of a body as text (cut before decoding: a long body is never decoded whole)."""
     return body[:BODY_PREVIEW].decode("utf-8", "replace") if body else None
@@ -123,7 +128,7 @@ def _finish(bridge: Bridge, request: web.Request, ctx: CallContext, client: str,
         key_id=principal.key_id if principal else None,
         key_name=principal.name if principal else None,
         client=client, method=request.method, route=ctx.route, protocol=ctx.protocol, tool=ctx.tool,
-        status=response.status, duration_ms=round(duration_ms, 3), rows=ctx.rows,
+        status=response.status, duration_ms=_milliseconds(duration_ms), rows=ctx.rows,
         error_code=ctx.error_code,
         request_body=_preview(raw_body),
         response_body=_preview(sent if isinstance(sent, bytes) else None),

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from multidict import istr
 
 from server.bridge import Bridge
 from server.config import ServerSettings
@@ -24,13 +25,13 @@ from server.http.deadline import Deadline, Deadlines
 log = logging.getLogger("server.security")
 
 HSTS = "max-age=31536000"
-_HEADERS = {
+_HEADERS = {istr(name): value for name, value in {  # istr: case-folded once, not on every response
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
     "Cross-Origin-Resource-Policy": "same-origin",
-}
+}.items()}
 _LOOPBACK_NAMES = ("localhost", "*.localhost")
 DEADLINE = web.RequestKey("voka.deadline", Deadline)
 DEADLINES = web.AppKey("deadlines", Deadlines)

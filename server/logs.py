@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Sequence
 from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler, WatchedFileHandler
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -90,7 +89,6 @@ _access = logging.getLogger("server.access")
 _ACCESS_FIELDS = (("method", "method"), ("route", "route"), ("status", "status"), ("client", "client"),
                   ("key", "key_name"), ("tool", "tool"), ("ms", "duration_ms"), ("rows", "rows"),
                   ("code", "error_code"), ("reason", "detail"))
-_ACCESS_NAMES = ("time", "level", "logger", "message", *(name for name, _ in _ACCESS_FIELDS))
 
 
 def log_requests(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
@@ -102,15 +100,18 @@ def log_requests(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
     audit writer masks each row once, for the table and for these lines), so it is not redacted again."""
     if not _access.isEnabledFor(logging.INFO):
         return
-    fields = itemgetter(*(columns.index(attr) for _, attr in _ACCESS_FIELDS))
-    at, status = columns.index("ts"), columns.index("status")
+    (ts, method, route, status, client, key, tool, ms, count, code, reason) = (
+        columns.index(name) for name in ("ts", *(attr for _, attr in _ACCESS_FIELDS)))
+    name = _access.name
     ok: list[str] = []
     failed: list[str] = []
-    for row in rows:
+    for row in rows:  # a dict display per line: building it with dict(zip(...)) took twice as long
         error = row[status] >= 500
-        line = dict(zip(_ACCESS_NAMES, (row[at].replace("+00:00", "Z"), "error" if error else "info",
-                                        _access.name, "request", *fields(row)), strict=True))
-        (failed if error else ok).append(dumps(line))
+        (failed if error else ok).append(dumps({
+            "time": row[ts].replace("+00:00", "Z"), "level": "error" if error else "info", "logger": name,
+            "message": "request", "method": row[method], "route": row[route], "status": row[status],
+            "client": row[client], "key": row[key], "tool": row[tool], "ms": row[ms], "rows": row[count],
+            "code": row[code], "reason": row[reason]}))
     for level, lines in ((logging.INFO, ok), (logging.ERROR, failed)):
         if lines:
             text = "\n".join(lines)

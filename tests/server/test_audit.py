@@ -95,6 +95,9 @@ async def test_the_log_line_is_made_from_the_masked_row(tmp_path: Path) -> None:
     assert [(x["route"], x["key"], x["status"]) for x in lines] == [
         ("/mcp", "MCP_API_KEY", 200), ("/query?k=vbk_***", "shop", 503)]
     assert lines[1]["reason"] == "Password: ***" and lines[0]["time"] == "2026-11-25T14:00:00.000Z"
+    assert list(lines[0]) == ["time", "level", "logger", "message", "method", "route", "status", "client", "key",
+                              "tool", "ms", "rows", "code", "reason"]
+    assert (lines[0]["level"], lines[1]["level"], lines[0]["logger"]) == ("info", "error", "server.access")
     assert '"route":"/query?k=vbk_***"' in errors
 
 

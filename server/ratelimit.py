@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
-from collections import deque
 from dataclasses import dataclass
 
 from multidict import istr
 
+from server.handoff import Handoff
 from server.sharedstate import MemoryTable, Row, Table
 
 # istr: header names case-folded once, not each time a response takes them
@@ -87,7 +86,7 @@ class _KeySlots:
 
     def __init__(self) -> None:
         self.active = 0
-        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.waiters: Handoff[None] = Handoff()
 
     @property
     def users(self) -> int:
@@ -121,13 +120,10 @@ class ConcurrencyLimiter:
         return _Slot(self, key)
 
     def _release(self, key: str, entry: _KeySlots) -> None:
-        """Hand the place to the first waiter still waiting, else give it up. A key's entry stays when
-        its last request leaves (keys are few), unless there are already many."""
-        while entry.waiters:
-            waiter = entry.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the place passes on: `active` stays as it is
-                return
+        """Hand the place to the first waiter still waiting (`active` stays as it is), else give it up.
+        A key's entry stays when its last request leaves (keys are few), unless there are already many."""
+        if entry.waiters.give(None):
+            return
         entry.active -= 1
         if not entry.active and len(self._keys) > _MAX_IDLE_KEYS:
             self._keys.pop(key, None)
@@ -154,16 +150,7 @@ class _Slot:
             return
         if entry.users >= limiter.limit + limiter.max_waiting:
             raise TooManyInFlight(key)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry.waiters.append(waiter)
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                limiter._release(key, entry)  # handed a place as it was cancelled: pass it on
-            elif waiter in entry.waiters:  # (a release may already have dropped it, being cancelled)
-                entry.waiters.remove(waiter)
-            raise
+        await entry.waiters.wait(lambda _: limiter._release(key, entry))
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._limiter._release(self._key, self._entry)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
+
+from server.handoff import Handoff
 
 
 class PoolClosed(Exception):
@@ -44,7 +45,7 @@ class ConnectionPool:
         self.idle_lifetime = idle_lifetime
         self._free: list[Pooled] = []  # the most recently used on top
         self._size = 0  # open, opening or promised to a waiter; free or in use
-        self._waiters: deque[asyncio.Future[Pooled | None]] = deque()
+        self._waiters: Handoff[Pooled | None] = Handoff()
         self._deadlines: dict[asyncio.Future[Pooled | None], float] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -67,20 +68,12 @@ class ConnectionPool:
         if self._size < self.max_size:
             self._size += 1
             return await self._open()
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Pooled | None] = loop.create_future()
-        self._waiters.append(waiter)
+        waiter = self._waiters.join()
         self._deadlines[waiter] = time.monotonic() + wait
         if self._sweeper is None or self._sweeper.done():
-            self._sweeper = loop.create_task(self._sweep(), name="pg-pool-waits")
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="pg-pool-waits")
         try:
-            pooled = await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._give_back(waiter.result())  # handed over just as the wait ended
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
-            raise
+            pooled = await self._waiters.wait(self._give_back, waiter)
         finally:
             self._deadlines.pop(waiter, None)
         if pooled is None:  # a place was freed and promised to us: open it
@@ -119,23 +112,16 @@ class ConnectionPool:
         if pooled is None:
             self._free_place()
             return
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(pooled)
-                return
+        if self._waiters.give(pooled):
+            return
         self._free.append(pooled)
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.get_running_loop().create_task(self._reap(), name="pg-pool-idle")
 
     def _free_place(self) -> None:
         """A connection is gone: its place goes to the next waiter (who opens a new one), else back."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self._size -= 1
+        if not self._waiters.give(None):
+            self._size -= 1
 
     async def _reap(self) -> None:
         """While connections wait in the pool, close those idle past idle_lifetime (the oldest are at the
@@ -161,10 +147,7 @@ class ConnectionPool:
         """Refuse new work, end every wait with PoolClosed, stop the background tasks; the free
         connections, for the caller to close."""
         self._closed = True
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(PoolClosed())
+        self._waiters.fail(PoolClosed)
         for task in (self._sweeper, self._reaper):
             if task is not None:
                 task.cancel()

@@ -14,7 +14,6 @@ import logging
 import re
 import sqlite3
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
@@ -33,6 +32,7 @@ from server.errors import (
     QueryTimeout,
     ReadOnlyViolation,
 )
+from server.handoff import Handoff
 
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
                     getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
@@ -157,10 +157,10 @@ class SqliteDatabase(Database):
         self._writer: aiosqlite.Connection | None = None
         self._writer_deadline = _Deadline()
         self._write_lock = asyncio.Lock()
-        # free readers, and the reads waiting for one (a list and futures: asyncio.Queue's bookkeeping
-        # cost more than the point lookup it guarded)
+        # free readers, and the reads waiting for one (asyncio.Queue's bookkeeping cost more than the
+        # point lookup it guarded)
         self._idle: list[_Reader] = []
-        self._waiting: deque[asyncio.Future[_Reader]] = deque()
+        self._waiting: Handoff[_Reader] = Handoff()
         self._readers: list[sqlite3.Connection] = []
         self._read_threads: ThreadPoolExecutor | None = None
 
@@ -194,10 +194,7 @@ class SqliteDatabase(Database):
                 reader.close()
         self._readers.clear()
         self._idle = []
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_exception(DatabaseUnavailable("The database was closed."))
+        self._waiting.fail(lambda: DatabaseUnavailable("The database was closed."))
         if self._writer is not None:
             with suppress(sqlite3.Error, ValueError):
                 await self._writer.close()
@@ -217,7 +214,7 @@ class SqliteDatabase(Database):
         if not self._readers or self._read_threads is None:
             raise DatabaseUnavailable("The database is not open.")
         # a reader is nearly always free (reads on the event loop return theirs at once)
-        conn, deadline = self._idle.pop() if self._idle else await self._wait_for_reader()
+        conn, deadline = self._idle.pop() if self._idle else await self._waiting.wait(self._give_back)
         started = time.monotonic()
         bound = _bind(params)
         try:
@@ -237,25 +234,9 @@ class SqliteDatabase(Database):
         truncated = len(fetched) > max_rows
         return Rows(columns, [dict(zip(columns, row, strict=False)) for row in fetched[:max_rows]], truncated)
 
-    async def _wait_for_reader(self) -> _Reader:
-        waiter: asyncio.Future[_Reader] = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiter)
-        try:
-            return await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self._give_back(waiter.result())  # handed a reader as it was cancelled: pass it on
-            elif waiter in self._waiting:
-                self._waiting.remove(waiter)
-            raise
-
     def _give_back(self, reader: _Reader) -> None:
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(reader)
-                return
-        self._idle.append(reader)
+        if not self._waiting.give(reader):
+            self._idle.append(reader)
 
     async def _on_worker(self, conn: sqlite3.Connection, deadline: _Deadline, sql: str,
                          bound: dict[str, Any], limit: int) -> tuple[list[tuple[Any, ...]], list[str]]:

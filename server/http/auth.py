@@ -103,7 +103,7 @@ def auth_and_limits(bridge: Bridge, concurrency: ConcurrencyLimiter) -> Middlewa
             window = bridge.limiter.window
             context(request).detail["reason"] = f"over {decision.limit} requests per {window:g} s"
             raise RateLimited(f"Rate limit of {decision.limit} requests per "
-                              f"{int(bridge.limiter.window)} s reached; retry in {decision.retry_after} s.",
+                              f"{int(window)} s reached; retry in {decision.retry_after} s.",
                               headers=headers)
         try:
             async with concurrency.slot(principal.key_id):

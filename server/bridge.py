@@ -60,7 +60,7 @@ class Bridge:
         self.events = EventBus()
         tables = cluster.shared.tables if cluster else {}
         self.limiter = RateLimiter(config.rate_limit.requests, config.rate_limit.window_seconds,
-                                   tables.get("rate"))
+                                   tables.get("rate"), leases=cluster is not None and cluster.workers > 1)
         self.auth_throttle = AuthThrottle(config.rate_limit.failed_auth_per_minute, table=tables.get("auth"))
         self.executor = ToolExecutor(self, cluster.shared.generation if cluster else None)
         self.catalog = Catalog({})

@@ -1,13 +1,103 @@
-"""The per-key concurrency cap on its own: places, the queue behind them, refusals, bounded memory."""
+"""The per-key concurrency cap on its own (places, the queue behind them, refusals, bounded memory), and
+the token leases a worker takes from a shared bucket."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from server import ratelimit
-from server.ratelimit import ConcurrencyLimiter, TooManyInFlight
+from server.ratelimit import ConcurrencyLimiter, RateLimiter, TooManyInFlight
+from server.sharedstate import SharedState, Table
+
+
+class CountedTable:
+    """A shared table that counts the locked updates made through it."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.updates = 0
+
+    def update(self, key: str, change: Any) -> Any:
+        self.updates += 1
+        return self.table.update(key, change)
+
+    def get(self, key: str) -> Any:
+        return self.table.get(key)
+
+
+@pytest.fixture
+def shared() -> Iterator[SharedState]:
+    state = SharedState(slots=64)
+    yield state
+    state.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_busy_key_takes_the_shared_lock_once_per_lease(shared: SharedState) -> None:
+    table = CountedTable(shared.tables["rate"])
+    limiter = RateLimiter(6400, 1e9, table, leases=True)  # no refill worth counting
+    decisions = [limiter.check("busy") for _ in range(99)]
+    assert all(d.allowed for d in decisions)
+    assert table.updates == 3  # each locked take is one token and 32 ahead
+    remaining = [d.remaining for d in decisions]
+    assert remaining == sorted(remaining, reverse=True) and remaining[-1] == 6400 - 99
+    assert table.get("busy")[0] == pytest.approx(6400 - 99, abs=0.01)  # the shared bucket has given out exactly what was spent
+
+
+def test_keys_below_64_tokens_never_lease_and_stay_exact(shared: SharedState) -> None:
+    table = CountedTable(shared.tables["rate"])
+    limiter = RateLimiter(63, 1e9, table, leases=True)
+    assert [limiter.check("small").allowed for _ in range(64)] == [True] * 63 + [False]
+    assert table.updates == 64
+
+
+def test_a_limiter_without_leases_takes_the_lock_every_time(shared: SharedState) -> None:
+    table = CountedTable(shared.tables["rate"])
+    limiter = RateLimiter(6400, 1e9, table)
+    for _ in range(10):
+        limiter.check("busy")
+    assert table.updates == 10
+
+
+def test_leases_stop_below_half_the_bucket_so_the_last_tokens_go_one_by_one(shared: SharedState) -> None:
+    table = CountedTable(shared.tables["rate"])
+    limiter = RateLimiter(640, 1e9, table, leases=True)  # leases of 10
+    assert all(limiter.check("k").allowed for _ in range(640))
+    assert not limiter.check("k").allowed
+    # 29 leased takes (11 tokens each) bring the bucket to 321: not enough for another lease above half
+    assert table.updates == 29 + 321 + 1
+
+
+def test_an_expired_lease_gives_its_leftover_back(shared: SharedState, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(ratelimit, "time", clock)
+    limiter = RateLimiter(6400, 1e9, shared.tables["rate"], leases=True)
+    limiter.check("k")
+    assert shared.tables["rate"].get("k")[0] == 6400 - 33
+    clock.now += RateLimiter.LEASE_SECONDS + 0.5
+    limiter.check("k")  # the 32 unspent come back, then one and 32 more go
+    assert shared.tables["rate"].get("k")[0] == pytest.approx(6400 - 34, abs=0.01)
+
+
+def test_another_workers_lease_holds_tokens_out_of_the_bucket_until_spent(shared: SharedState) -> None:
+    """Two limiters on one shared table are two workers: together they never admit more than it holds."""
+    first = RateLimiter(640, 1e9, shared.tables["rate"], leases=True)
+    second = RateLimiter(640, 1e9, shared.tables["rate"], leases=True)
+    assert first.check("k").allowed  # and 10 leased
+    admitted = sum(second.check("k").allowed for _ in range(700))
+    assert admitted == 640 - 11  # refused while the first still holds its lease
+    assert sum(first.check("k").allowed for _ in range(20)) == 10
 
 
 async def test_a_key_gets_its_places_then_waits_then_is_refused() -> None:

@@ -192,6 +192,29 @@ def test_a_keys_rate_limit_holds_across_workers(tmp_path: Path) -> None:
         assert server.stop() == 0
 
 
+def test_a_busy_keys_limit_holds_exactly_while_workers_lease_tokens(tmp_path: Path) -> None:
+    """640 per window: each worker takes tokens ahead (leases of 10), yet the server admits 640 exactly."""
+    server = Workers(tmp_path / "home", config="[rate_limit]\nrequests = 640\nwindow_seconds = 36000\n")
+    try:
+        key = server.first_key()
+        conns = open_on_each(server, server.pids, key)  # keep-alive connections held by both workers
+        assert conns
+        statuses = []
+        for n in range(720 - len(conns)):
+            conn = conns[n % len(conns)]
+            conn.request("POST", "/query", json.dumps({"query": "SELECT 1 AS one"}),
+                         {"Content-Type": "application/json", "x-api-key": key})
+            response = conn.getresponse()
+            response.read()
+            statuses.append(response.status)
+        for conn in conns:
+            conn.close()
+        assert len(conns) + statuses.count(200) == 640
+        assert statuses.count(429) == 720 - 640 and statuses[-40:] == [429] * 40
+    finally:
+        assert server.stop() == 0
+
+
 def test_failed_auth_throttling_holds_across_workers(tmp_path: Path) -> None:
     server = Workers(tmp_path / "home", config="[rate_limit]\nfailed_auth_per_minute = 3\n")
     try:

@@ -166,3 +166,12 @@ async def test_idle_keys_are_forgotten_once_there_are_many(monkeypatch: pytest.M
                 pass
         assert len(limiter._keys) <= 11 and limiter.users("busy") == 1
     assert limiter.users("busy") == 0
+
+
+def test_a_changed_limit_returns_the_lease_taken_under_the_old_one(shared: SharedState) -> None:
+    limiter = RateLimiter(6400, 1e9, shared.tables["rate"], leases=True)
+    limiter.check("k")  # the key's own limit is the default here: one token and 32 ahead
+    decision = limiter.check("k", 12800)  # its limit raised: the 32 go back before the new take
+    assert decision.allowed and decision.limit == 12800
+    # 6367 + 32 returned - 1 taken, and no new lease: the bucket is below half of the new limit
+    assert shared.tables["rate"].get("k")[0] == pytest.approx(6398, abs=0.01)

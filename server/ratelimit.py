@@ -87,13 +87,13 @@ class RateLimiter:
         leases = self._leases
         returned = 0.0
         if leases is not None:
-            lease = leases.pop(key, None)
+            lease = leases.get(key)
             if lease is not None:
                 if lease.tokens >= 1 and now < lease.until and lease.capacity == capacity:
                     lease.tokens -= 1
-                    leases[key] = lease
                     seen = lease.shared + lease.tokens
                     return Decision(True, capacity, int(seen), math.ceil((capacity - seen) / rate))
+                del leases[key]
                 returned = lease.tokens
         ahead = min(self._MAX_LEASE, capacity // 64) if leases is not None else 0
 

@@ -91,8 +91,7 @@ class RateLimiter:
             if lease is not None:
                 if lease.tokens >= 1 and now < lease.until and lease.capacity == capacity:
                     lease.tokens -= 1
-                    seen = lease.shared + lease.tokens
-                    return Decision(True, capacity, int(seen), math.ceil((capacity - seen) / rate))
+                    return _decision(True, capacity, rate, lease.shared + lease.tokens)
                 del leases[key]
                 returned = lease.tokens
         ahead = min(self._MAX_LEASE, capacity // 64) if leases is not None else 0
@@ -116,10 +115,15 @@ class RateLimiter:
                 leases.clear()  # unspent tokens of idle keys are lost to them until their buckets refill
             leases[key] = _Lease(capacity, float(taken), tokens, now + self.LEASE_SECONDS)
             tokens += taken
-        reset = math.ceil((capacity - tokens) / rate)
-        if allowed:
-            return Decision(True, capacity, int(tokens), reset)
-        return Decision(False, capacity, 0, reset, max(math.ceil((1 - tokens) / rate), 1))
+        return _decision(allowed, capacity, rate, tokens)
+
+
+def _decision(allowed: bool, capacity: int, rate: float, tokens: float) -> Decision:
+    """The answer for a bucket left holding `tokens` (counting this process's lease, if any)."""
+    reset = math.ceil((capacity - tokens) / rate)
+    if allowed:
+        return Decision(True, capacity, int(tokens), reset)
+    return Decision(False, capacity, 0, reset, max(math.ceil((1 - tokens) / rate), 1))
 
 
 _MAX_IDLE_KEYS = 1000

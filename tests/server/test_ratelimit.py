@@ -4,7 +4,6 @@ the token leases a worker takes from a shared bucket."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,13 +26,6 @@ class CountedTable:
 
     def get(self, key: str) -> Any:
         return self.table.get(key)
-
-
-@pytest.fixture
-def shared() -> Iterator[SharedState]:
-    state = SharedState(slots=64)
-    yield state
-    state.close()
 
 
 class Clock:

@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,6 @@ from server.sharedstate import PROBE, MemoryTable, SharedState
 from server.workers import Plan, Supervisor
 
 SPAWN = multiprocessing.get_context("spawn")
-
-
-@pytest.fixture
-def shared() -> Iterator[SharedState]:
-    state = SharedState(slots=64)
-    yield state
-    state.close()
 
 
 def _spend(state: SharedState, key: str, times: int, answers: Any) -> None:

@@ -26,16 +26,29 @@ for _name in ("MCP_API_KEY", "DATABASE_URL", "VOKA_BRIDGE_HOME"):
     os.environ.pop(_name, None)
 
 
+_KEYRING = pytest.StashKey[KeyringSession]()
+
+
 @pytest.fixture(scope="session", autouse=True)
-def real_keyring() -> Iterator[None]:
-    """A real Secret Service in a temp folder where possible; the platform keyring otherwise."""
+def real_keyring(request: pytest.FixtureRequest) -> Iterator[KeyringSession | None]:
+    """A real Secret Service in a temp folder where possible (None: the platform keyring is used)."""
     session = KeyringSession()
     if KeyringSession.available():
         session.start()
+        request.config.stash[_KEYRING] = session
     try:
-        yield
+        yield session if session.daemon is not None else None
     finally:
         session.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say when the private gnome-keyring-daemon crashed and was restarted, so it never goes unseen."""
+    session = config.stash.get(_KEYRING, None)
+    if session is not None and session.crashes:
+        terminalreporter.write_sep("-", f"gnome-keyring-daemon crashed {len(session.crashes)} time(s), restarted")
+        for crash in session.crashes:
+            terminalreporter.write_line(crash)
 
 
 @pytest.fixture(scope="session")

@@ -6,16 +6,23 @@ temp folder, so no developer's own keyring is touched. Elsewhere the platform's 
 The private bus has no service activation. With the system's activation files, the first keyring call
 made before our unlocked daemon had claimed its bus name made D-Bus start a second, locked daemon, and
 every secret after that failed with "Failed to unlock the collection" (seen on a loaded CI machine).
+
+The daemon is supervised the way a desktop session does it (systemd's Restart=on-failure): gnome-keyring
+42 aborts now and then when clients come and go quickly ("gkd_secret_service_get_pkcs11_session:
+assertion 'client' failed", then a GLib assertion in invoke_get_property_in_idle_cb). Unsupervised, one
+such crash took every later test down with it. The daemon runs in the foreground as our child, its
+keyring files stay on disk, and a crashed daemon is restarted unlocked at once; every crash is counted
+and its last log lines are kept for the end-of-run summary (crashes a test causes on purpose are not).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,12 +40,20 @@ _BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Confi
 </busconfig>
 """
 
+_PASSWORD = b"voka-test"
+
 
 class KeyringSession:
     def __init__(self) -> None:
         self.root: Path | None = None
         self.dbus: subprocess.Popen[bytes] | None = None
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.crashes: list[str] = []
+        self._induced: set[int] = set()
         self.saved: dict[str, str | None] = {}
+        self._stopping = threading.Event()
+        self._restart = threading.Lock()
+        self._supervisor: threading.Thread | None = None
 
     @staticmethod
     def available() -> bool:
@@ -63,9 +78,44 @@ class KeyringSession:
         for name, value in env_updates.items():
             self.saved[name] = os.environ.get(name)
             os.environ[name] = value
-        subprocess.run(["gnome-keyring-daemon", "--unlock", "--components=secrets"],
-                       input=b"voka-test", check=True, capture_output=True, timeout=30)
+        self.daemon = self._start_daemon()
         self._wait_for_secret_service()
+        self._supervisor = threading.Thread(target=self._supervise, name="keyring-supervisor", daemon=True)
+        self._supervisor.start()
+
+    @property
+    def log(self) -> Path:
+        assert self.root is not None
+        return self.root / "daemon.log"
+
+    def _start_daemon(self) -> subprocess.Popen[bytes]:
+        with self.log.open("ab") as log:
+            daemon = subprocess.Popen(
+                ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+        assert daemon.stdin is not None
+        daemon.stdin.write(_PASSWORD)
+        daemon.stdin.close()
+        return daemon
+
+    def _supervise(self) -> None:
+        while self.daemon is not None:
+            code = self.daemon.wait()
+            with self._restart:
+                if self._stopping.is_set():
+                    return
+                if self.daemon.pid not in self._induced:
+                    tail = self.log.read_text(errors="replace").strip().splitlines()[-3:]
+                    self.crashes.append(f"exit status {code}: " + " | ".join(tail))
+                self.daemon = self._start_daemon()
+
+    def crash_daemon(self) -> int:
+        """Abort the daemon as its own assertion failures do; returns the pid that was killed."""
+        assert self.daemon is not None
+        pid = self.daemon.pid
+        self._induced.add(pid)
+        os.kill(pid, signal.SIGABRT)
+        return pid
 
     @staticmethod
     def _wait_for_secret_service(timeout: float = 20.0) -> None:
@@ -94,23 +144,17 @@ class KeyringSession:
                 raise RuntimeError(f"the private GNOME Keyring did not come up: {problem}")
             time.sleep(0.2)
 
-    def _daemon_pids(self) -> list[int]:
-        """gnome-keyring-daemon forks away; find ours by the runtime dir in its environment."""
-        marker = f"XDG_RUNTIME_DIR={self.root}/run".encode()
-        pids = []
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                if (proc.joinpath("comm").read_text().strip().startswith("gnome-keyring")
-                        and marker in proc.joinpath("environ").read_bytes().split(b"\0")):
-                    pids.append(int(proc.name))
-            except OSError:
-                continue
-        return pids
-
     def stop(self) -> None:
-        for pid in self._daemon_pids():
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGTERM)
+        with self._restart:
+            self._stopping.set()
+        if self.daemon is not None:
+            self.daemon.terminate()
+            try:
+                self.daemon.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=10)
         if self.dbus is not None:
             self.dbus.terminate()
             self.dbus.wait(timeout=10)

@@ -42,7 +42,7 @@ def real_keyring(request: pytest.FixtureRequest) -> Iterator[KeyringSession | No
         session.stop()
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """Say when the private gnome-keyring-daemon crashed and was restarted, so it never goes unseen."""
     session = config.stash.get(_KEYRING, None)
     if session is not None and session.crashes:

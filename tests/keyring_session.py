@@ -99,7 +99,8 @@ class KeyringSession:
         return daemon
 
     def _supervise(self) -> None:
-        while self.daemon is not None:
+        assert self.daemon is not None
+        while True:
             code = self.daemon.wait()
             with self._restart:
                 if self._stopping.is_set():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,15 +12,13 @@ from server.keys import KeyStore
 from server.secretstore import SecretStore
 from server.state import connect_state
 from tests.keyring_session import KeyringSession
+from tests.unavailable import unavailable
 
 
 @pytest.fixture
 def gnome_keyring(real_keyring: KeyringSession | None) -> KeyringSession:
     if real_keyring is None:
-        message = "needs the private GNOME Keyring (gnome-keyring-daemon and dbus-daemon, Linux)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("needs the private GNOME Keyring (gnome-keyring-daemon and dbus-daemon, Linux)")
     return real_keyring
 
 

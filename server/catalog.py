@@ -19,6 +19,7 @@ from jsonschema.exceptions import ValidationError as SchemaError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from server.config import ConfigError, describe_validation_error, read_toml
+from server.ecma_regex import ecma_pattern, ecma_schema
 from server.errors import InvalidParams
 from server.sqlparams import named_params
 
@@ -51,7 +52,7 @@ class ParamSpec(_Model):
     def _consistent(self) -> ParamSpec:
         if self.pattern is not None:
             try:
-                re.compile(self.pattern)
+                re.compile(ecma_pattern(self.pattern))
             except re.error as exc:
                 raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
         if self.json_schema is not None and self.type != "json":
@@ -303,7 +304,8 @@ def _build_tool(name: str, spec: ToolSpec) -> Tool:
         description=spec.description, params=spec.params, steps=steps, max_rows=spec.max_rows,
         cache_ttl_seconds=spec.cache_ttl_seconds, destructive=spec.destructive,
         idempotent=spec.idempotent, json_columns=spec.json_columns, input_schema=schema,
-        _validator=Draft202012Validator(schema, format_checker=_FORMATS), _fast_check=fast_check(schema),
+        _validator=Draft202012Validator(ecma_schema(schema), format_checker=_FORMATS),
+        _fast_check=fast_check(ecma_schema(schema)),
     )
 
 

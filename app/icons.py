@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 
 from PySide6.QtGui import QIcon
+
+import resources
 
 STATE_COLOURS = {"serving": "#2e9d4f", "degraded": "#e0a100", "stopped": "#8a8f98", "failed": "#d33a2c",
                  "starting": "#3d7be0"}
 
 
 def icon_path(name: str) -> str:
-    return str(resources.files("resources").joinpath("icons", f"{name}.svg"))
+    return str(resources.path("icons", f"{name}.svg"))
 
 
 @cache

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from importlib import resources
 from pathlib import Path
+
+import resources
 
 
 def bundled_text(name: str) -> str:
-    return resources.files("resources").joinpath(name).read_text(encoding="utf-8")
+    return resources.path(name).read_text(encoding="utf-8")
 
 
 def ensure_default_catalog(path: Path) -> bool:

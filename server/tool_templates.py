@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import tomlkit
 
+import resources
 from server.catalog import Catalog
 
 
@@ -22,7 +22,7 @@ class Template:
 def templates() -> list[Template]:
     """Every shipped template, each validated as a one-tool catalog."""
     found = []
-    folder = resources.files("resources").joinpath("templates")
+    folder = resources.path("templates")
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".toml"):
             continue

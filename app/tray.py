@@ -86,8 +86,9 @@ class Tray(QObject):
     def copy_key(self) -> None:
         def done(key: object) -> None:
             if key is None:
-                self.controller.notify_text("No API key to copy",
-                                            "Create a key on the Keys page first.")
+                self.controller.notify_text(
+                    "No API key to copy", "No key's secret is on this PC: create a key on the Keys page, or "
+                    "rotate one there if this PC has no keyring to keep secrets in.")
                 return
             QGuiApplication.clipboard().setText(key.secret)  # type: ignore[attr-defined]
 

@@ -113,7 +113,9 @@ class KeyPage(QWizardPage):
 
         def done(result: tuple[ApiKey, str]) -> None:
             record, self.secret = result
-            self.result.setText(f"✔ Created the key “{record.name}”. It is kept in your system's keyring.")
+            kept = ("It is kept in your system's keyring." if record.secret_kept else
+                    "This PC has no keyring to keep it in: the next screen shows it once, so copy it there.")
+            self.result.setText(f"✔ Created the key “{record.name}”. {kept}")
             self.name.setEnabled(False)
             controller.keys_changed()
             self.completeChanged.emit()

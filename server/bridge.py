@@ -50,7 +50,7 @@ class Bridge:
     def __init__(self, paths: Paths, config: Config, *, database_url: str,
                  static_keys: list[tuple[str, Principal]] | None = None,
                  cluster: Cluster | None = None) -> None:
-        """`static_keys` are keys that live outside state.sqlite3: MCP_API_KEY, or a run-only demo key.
+        """`static_keys` are keys that live outside state.sqlite3 (MCP_API_KEY).
         `cluster`: set in each worker of `serve --workers N`; limits and the query cache are then shared."""
         self.paths = paths
         self.config = config

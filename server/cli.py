@@ -20,7 +20,7 @@ from server.db import open_database
 from server.db.base import Database
 from server.errors import BridgeError
 from server.host import ServerHost, certificate_for, site_url, ssl_context_for
-from server.keys import SCOPES, KeyProblem, KeyStore, Principal, parse_scopes
+from server.keys import SCOPES, ApiKey, KeyProblem, KeyStore, Principal, parse_scopes
 from server.launch import first_run_keys, prepare
 from server.logs import setup_logging
 from server.paths import Paths, resolve_paths
@@ -102,13 +102,21 @@ def _fail(message: str, code: int = EXIT_FAIL) -> int:
     return code
 
 
-def _announce(url: str, first_key: str | None, static_keys: list[tuple[str, Principal]],
-              certificate: CertificateInfo | None) -> None:
+NOT_KEPT = ("There is no usable OS keyring here, so only its hash is stored and this is the only time it "
+            "is shown.")
+
+
+def _where_kept(record: ApiKey) -> str:
+    """Whether the owner can get the new secret again (keyring) or must copy it now (hash only)."""
+    return "It is kept in your OS keyring." if record.secret_kept else NOT_KEPT
+
+
+def _announce(url: str, first: tuple[ApiKey, str] | None, certificate: CertificateInfo | None) -> None:
     """What `serve` prints once it accepts requests, ending with the one "listening on" line."""
-    if first_key:
-        kept = ("only until this server stops" if any(first_key == s for s, _ in static_keys)
-                else "in your OS keyring")
-        print(f"Created an API key (kept {kept}):\n  {first_key}")
+    if first:
+        record, first_key = first
+        print(f"Created an API key {record.name!r} (id {record.id}). {_where_kept(record)} "
+              f"Copy it now:\n  {first_key}")
         local = url.replace("0.0.0.0", "127.0.0.1")
         print("Try it:\n  curl -X POST " + local + "/query -H \"Content-Type: application/json\" "
               f"-H \"x-api-key: {first_key}\" -d '{{\"query\": \"SELECT * FROM customers LIMIT 5\"}}'")
@@ -118,7 +126,7 @@ def _announce(url: str, first_key: str | None, static_keys: list[tuple[str, Prin
     print(f"listening on {url}", flush=True)
 
 
-async def _serve(bridge: Bridge, first_key: str | None) -> int:
+async def _serve(bridge: Bridge, first: tuple[ApiKey, str] | None) -> int:
     host = ServerHost(bridge)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -126,7 +134,7 @@ async def _serve(bridge: Bridge, first_key: str | None) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     url = await host.start()
-    _announce(url, first_key, bridge.static_keys, host.certificate)
+    _announce(url, first, host.certificate)
     try:
         await stop.wait()
     finally:
@@ -135,7 +143,7 @@ async def _serve(bridge: Bridge, first_key: str | None) -> int:
 
 
 def _serve_workers(paths: Paths, config: Config, url: str, static: list[tuple[str, Principal]],
-                   first_key: str | None, workers: int) -> int:
+                   first: tuple[ApiKey, str] | None, workers: int) -> int:
     """`serve --workers N`: checked here as a single process would be, then served by N processes."""
     from server.workers import Plan, WorkersFailed, serve_workers
 
@@ -145,7 +153,7 @@ def _serve_workers(paths: Paths, config: Config, url: str, static: list[tuple[st
     plan = Plan(paths, config, url, static, workers)
     try:
         return serve_workers(plan, lambda port: _announce(
-            site_url(config, port, tls=certificate is not None), first_key, static, certificate))
+            site_url(config, port, tls=certificate is not None), first, certificate))
     except WorkersFailed as exc:
         return _fail(f"cannot serve with {workers} workers: {exc}")
 
@@ -162,11 +170,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.port is not None:
             config.server.port = args.port
         setup_logging(paths.log_dir, config.logging, console=True, rotate=args.workers == 1)
-        static, first_key = first_run_keys(paths, demo=args.demo)
+        static, first = first_run_keys(paths, demo=args.demo)
         if args.workers > 1:
-            return _serve_workers(paths, config, url, static, first_key, args.workers)
+            return _serve_workers(paths, config, url, static, first, args.workers)
         bridge = Bridge(paths, config, database_url=url, static_keys=static)
-        return eventloop.run(_serve(bridge, first_key))
+        return eventloop.run(_serve(bridge, first))
     except ConfigError as exc:
         return _fail(str(exc))
     except OSError as exc:
@@ -204,7 +212,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             record, secret = store.create(args.name, parse_scopes(args.scopes), tools=tools,
                                           rate_limit=args.rate_limit, expires_at=expires)
             print(f"Created key {record.name!r} (id {record.id}, scopes {','.join(record.scopes)}). "
-                  "It is kept in your OS keyring; copy it now:")
+                  f"{_where_kept(record)} Copy it now:")
             print(secret)
         elif args.keys_command == "revoke":
             record = store.revoke(args.key)
@@ -217,11 +225,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
             record, secret = store.rotate(args.key, args.grace)
             until = (f"until {record.old_expires_at.isoformat()}" if record.old_expires_at
                      else "no longer (no grace period)")
-            print(f"Rotated key {record.name!r} (id {record.id}); the old secret works {until}. New key:")
+            print(f"Rotated key {record.name!r} (id {record.id}); the old secret works {until}. "
+                  f"{_where_kept(record)} New key:")
             print(secret)
     except KeyProblem as exc:
-        return _fail(str(exc))
-    except KeyringUnavailable as exc:
         return _fail(str(exc))
     finally:
         conn.close()

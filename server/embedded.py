@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from server import keyadmin
 from server.bridge import Bridge
 from server.config import Config, ConfigError, load_config
 from server.events import ServerStateChanged
@@ -117,7 +118,10 @@ class EmbeddedServer:
         setup_logging(self.paths.log_dir, config.logging)
         if not self._keys_prepared:
             demo = url.endswith(self.paths.demo_db.name) and self.paths.demo_db.exists()
-            self.static_keys, self.first_key = first_run_keys(self.paths, demo=demo)
+            self.static_keys, first = first_run_keys(self.paths, demo=demo)
+            if first is not None:
+                keyadmin.remember(*first)  # without a keyring, the app can still show it this run
+                self.first_key = first[1]
             self._keys_prepared = True
         return config, url
 

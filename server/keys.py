@@ -1,7 +1,8 @@
 """API keys: creation, rotation with a grace period, revocation, and constant-time verification.
 
 A key reads `vbk_<id>_<secret>`. The id finds the record; the SHA-256 of the whole key is compared in
-constant time with the stored hash. The key itself lives only in the OS keyring and the caller's hands.
+constant time with the stored hash. Verifying needs only that hash, so a key works without any keyring;
+the key itself is in the caller's hands and, where there is one, in the OS keyring (for copying again).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import secrets
 import sqlite3
 from dataclasses import dataclass, field
 
-from server.secretstore import SecretStore
+from server.secretstore import KeyringUnavailable, SecretStore
 
 KEY_PREFIX = "vbk_"
 SCOPES = ("query", "action", "sql")
@@ -87,6 +88,9 @@ class ApiKey:
     revoked_at: dt.datetime | None = None
     old_hash: str | None = None
     old_expires_at: dt.datetime | None = None
+    secret_kept: bool | None = field(default=None, compare=False)
+    """Set on the record `create`/`rotate` return: whether the keyring took the new secret (None when
+    read from state, which never knows)."""
     principal: Principal = field(init=False)
 
     def __post_init__(self) -> None:
@@ -163,7 +167,7 @@ class KeyStore:
     def create(self, name: str, scopes: tuple[str, ...] = DEFAULT_SCOPES, *,
                tools: tuple[str, ...] | None = None, rate_limit: int | None = None,
                expires_at: dt.datetime | None = None) -> tuple[ApiKey, str]:
-        """Store a new key; the secret goes to the keyring first so a failure leaves no orphan record."""
+        """Store a new key (its hash); the secret also goes to the keyring where there is one."""
         self._check_new_name(name)
         for scope in scopes:
             if scope not in SCOPES:
@@ -172,7 +176,6 @@ class KeyStore:
             raise KeyProblem("a rate limit must be at least 1 request per window")
         key_id = secrets.token_hex(6)
         secret = new_secret(key_id)
-        self.secrets.set(keyring_account(key_id), secret)
         record = ApiKey(key_id, name, hash_key(secret), tuple(scopes), now_utc(), tools, rate_limit,
                         expires_at)
         self.conn.execute(
@@ -180,7 +183,18 @@ class KeyStore:
             (record.id, record.name, record.hash, ",".join(record.scopes),
              json.dumps(list(tools)) if tools is not None else None, rate_limit,
              _iso(record.created_at), _iso(expires_at)))
+        record.secret_kept = self._keep_secret(key_id, secret)
         return record, secret
+
+    def _keep_secret(self, key_id: str, secret: str) -> bool:
+        """Put the secret in the keyring so the owner can copy it again. Optional: the key is verified
+        by its hash in state, so without a (working) keyring the caller just shows the secret once."""
+        try:
+            self.secrets.set(keyring_account(key_id), secret)
+        except KeyringUnavailable:
+            self.secrets.delete(keyring_account(key_id))  # never leave an older secret to be copied
+            return False
+        return True
 
     def _check_new_name(self, name: str, key_id: str | None = None) -> None:
         """The same rules for create and rename: a readable name, unique among all keys."""
@@ -212,16 +226,20 @@ class KeyStore:
         if grace_hours < 0:
             raise KeyProblem("the grace period cannot be negative")
         secret = new_secret(record.id)
-        self.secrets.set(keyring_account(record.id), secret)
         old_expires = now_utc() + dt.timedelta(hours=grace_hours) if grace_hours else None
         self.conn.execute(
             "UPDATE keys SET hash = ?, old_hash = ?, old_expires_at = ? WHERE id = ?",
             (hash_key(secret), record.hash if grace_hours else None, _iso(old_expires), record.id))
-        return self.find(record.id), secret
+        rotated = self.find(record.id)
+        rotated.secret_kept = self._keep_secret(record.id, secret)
+        return rotated, secret
 
     def secret(self, id_or_name: str) -> str | None:
-        """The key itself, from the keyring (so the owner can copy it again)."""
-        return self.secrets.get(keyring_account(self.find(id_or_name).id))
+        """The key itself, from the keyring (so the owner can copy it again); None when the keyring is
+        missing or does not hold the key's current secret."""
+        record = self.find(id_or_name)
+        secret = self.secrets.get(keyring_account(record.id))
+        return secret if secret and hmac.compare_digest(hash_key(secret), record.hash) else None
 
     def record_usage(self, usage: dict[str, tuple[int, dt.datetime]]) -> None:
         self.conn.executemany(

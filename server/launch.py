@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from server.bundled import ensure_default_catalog, ensure_demo_database
 from server.config import Config, ConfigError, load_config
-from server.keys import KeyProblem, KeyStore, Principal, env_principal, new_secret
+from server.keys import ApiKey, KeyProblem, KeyStore, Principal, env_principal
 from server.logs import register_secret
 from server.paths import Paths
-from server.secretstore import KeyringUnavailable
 from server.state import connect_state
 
 
@@ -30,8 +28,11 @@ def prepare(paths: Paths, config_file: str | None, *, demo: bool) -> tuple[Confi
     return config, url
 
 
-def first_run_keys(paths: Paths, *, demo: bool) -> tuple[list[tuple[str, Principal]], str | None]:
-    """MCP_API_KEY if set; else, when no key exists yet, a first key (kept in the keyring if possible)."""
+def first_run_keys(paths: Paths, *, demo: bool
+                   ) -> tuple[list[tuple[str, Principal]], tuple[ApiKey, str] | None]:
+    """The static keys (MCP_API_KEY when set) and, when there is no key at all yet, a first key with its
+    secret for the caller to show once. The first key is an ordinary key in state (its hash), so it
+    works across restarts with or without a keyring."""
     env_key = os.environ.get("MCP_API_KEY", "").strip()
     if env_key:
         register_secret(env_key)
@@ -43,14 +44,7 @@ def first_run_keys(paths: Paths, *, demo: bool) -> tuple[list[tuple[str, Princip
             return [], None
         scopes = ("query", "action", "sql") if demo else ("query", "action")
         try:
-            _, secret = store.create("demo" if demo else "first-key", scopes)
-            return [], secret
-        except KeyringUnavailable:
-            key_id = "runonly"
-            secret = new_secret(key_id)
-            print("No usable OS keyring: this key lives only until the server stops "
-                  "(set MCP_API_KEY to keep one).", file=sys.stderr)
-            return [(secret, Principal(key_id, "run-only key", frozenset(scopes)))], secret
+            return [], store.create("demo" if demo else "first-key", scopes)
         except KeyProblem:
             return [], None
     finally:

@@ -1,4 +1,5 @@
-"""Keys: create (the secret shown once, retrievable later from the keyring), rotate, revoke, last used."""
+"""Keys: create (the secret shown once, retrievable later from the keyring if there is one), rotate,
+revoke, last used."""
 
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ from app.controller import AppController
 from server import keyadmin
 from server.keys import SCOPES, ApiKey, KeyProblem
 from server.notices import NoticeRules
-from server.secretstore import KeyringUnavailable
 
 COLUMNS = ("Name", "ID", "Scopes", "Tools", "Rate limit", "Status", "Created", "Last used", "Uses")
 SCOPE_HELP = {"query": "run the catalog's queries", "action": "run the catalog's actions (they change data)",
@@ -92,10 +92,17 @@ class NewKeyDialog(QDialog):
         return tuple(ticked) or None
 
 
-class SecretDialog(QDialog):
-    """Shows a new key once, with Copy; it stays retrievable from the keyring through 'Copy key'."""
+KEPT_NOTE = ("Copy this key now and paste it into Voka's “API Key” field. It is kept in your system's "
+             "keyring; 'Copy key' on the Keys page copies it again.")
+NOT_KEPT_NOTE = ("Copy this key now and paste it into Voka's “API Key” field. This PC has no usable OS "
+                 "keyring, so the key is not stored: once Voka Bridge quits it cannot be shown again "
+                 "(rotating the key makes a new one).")
 
-    def __init__(self, title: str, secret: str, parent: QWidget | None = None) -> None:
+
+class SecretDialog(QDialog):
+    """Shows a new key once, with Copy; where the keyring kept it, 'Copy key' retrieves it later."""
+
+    def __init__(self, title: str, secret: str, parent: QWidget | None = None, *, kept: bool = True) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         self.secret_field = QLineEdit(secret)
@@ -108,8 +115,9 @@ class SecretDialog(QDialog):
         row.addWidget(copy)
         self.copy_button = copy
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Copy this key now and paste it into Voka's “API Key” field. It is kept in "
-                                "your system's keyring; 'Copy key' on the Keys page copies it again."))
+        self.note = QLabel(KEPT_NOTE if kept else NOT_KEPT_NOTE)
+        self.note.setWordWrap(True)
+        layout.addWidget(self.note)
         layout.addLayout(row)
         done = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         done.rejected.connect(self.accept)
@@ -140,7 +148,7 @@ class KeysPage(QWidget):
         self.create_button = QPushButton("New key…")
         self.create_button.clicked.connect(self.new_key)
         self.copy_button = QPushButton("Copy key")
-        self.copy_button.setToolTip("Copy the selected key from the keyring")
+        self.copy_button.setToolTip("Copy the selected key again (from the OS keyring)")
         self.copy_button.clicked.connect(self.copy_selected)
         self.rename_button = QPushButton("Rename…")
         self.rename_button.setToolTip("Give the selected key a new name; its secret stays the same, so Voka "
@@ -244,7 +252,7 @@ class KeysPage(QWidget):
         self.rename_button.setEnabled(key is not None)
 
     def _problem(self, exc: BaseException) -> None:
-        if isinstance(exc, KeyProblem | KeyringUnavailable):
+        if isinstance(exc, KeyProblem):
             self.message.setText(str(exc))
         else:
             self.message.setText(f"That did not work: {exc}")
@@ -275,10 +283,10 @@ class KeysPage(QWidget):
         record, secret = result
         self.message.setText(f"Created key “{record.name}”.")
         self.controller.keys_changed()
-        self._show_secret(f"Your new key “{record.name}”", secret)
+        self._show_secret(f"Your new key “{record.name}”", secret, bool(record.secret_kept))
 
-    def _show_secret(self, title: str, secret: str) -> None:
-        self.secret_dialog = SecretDialog(title, secret, self)
+    def _show_secret(self, title: str, secret: str, kept: bool) -> None:
+        self.secret_dialog = SecretDialog(title, secret, self, kept=kept)
         self.secret_dialog.open()
 
     @Slot()
@@ -287,12 +295,9 @@ class KeysPage(QWidget):
         if key is None:
             return
 
-        def done(secret: str | None) -> None:
-            if secret:
-                QGuiApplication.clipboard().setText(secret)
-                self.message.setText(f"Copied key “{key.name}”.")
-            else:
-                self.message.setText(f"The keyring no longer holds “{key.name}”; rotate it to get a new one.")
+        def done(secret: str) -> None:
+            QGuiApplication.clipboard().setText(secret)
+            self.message.setText(f"Copied key “{key.name}”.")
 
         self.controller.calls.blocking(keyadmin.key_secret, self.controller.paths, key.id, on_done=done,
                                        on_error=self._problem)
@@ -327,7 +332,7 @@ class KeysPage(QWidget):
             until = _when(record.old_expires_at) if record.old_expires_at else "no longer (no grace period)"
             self.message.setText(f"Rotated “{record.name}”; the old secret works until {until}.")
             self.controller.keys_changed()
-            self._show_secret(f"New secret for “{record.name}”", secret)
+            self._show_secret(f"New secret for “{record.name}”", secret, bool(record.secret_kept))
 
         self.controller.calls.blocking(keyadmin.rotate_key, self.controller.paths, key.id, hours,
                                        on_done=done, on_error=self._problem)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import keyring
+import keyring.backends.fail
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
+from app.pages.keys import NOT_KEPT_NOTE
+from server.keys import key_id_of
 from server.state import connect_state
 from tests.app.conftest import call
 
@@ -132,3 +142,77 @@ def test_rename_in_the_keys_page_shows_in_the_audit_of_outside_requests(desktop,
     page.rename_button.click()
     qtbot.waitUntil(lambda: "already exists" in page.message.text(), timeout=5000)
     assert {k.name for k in page.records} >= {"counter", "demo"}
+
+
+NOT_HERE = ("This key's secret was shown once when it was made and is not stored on this PC (no OS keyring). "
+            "Rotate the key to get a new one.")
+
+
+@pytest.fixture
+def no_keyring() -> Iterator[None]:
+    """The app without a usable keyring (request it before make_desktop, so the app stops first)."""
+    previous = keyring.get_keyring()
+    keyring.set_keyring(keyring.backends.fail.Keyring())
+    try:
+        yield
+    finally:
+        keyring.set_keyring(previous)
+
+
+def _create_headless(desktop, qtbot, name: str) -> str:
+    """`voka-bridge keys create` on a box with no keyring (the key is shown once and only its hash kept),
+    then the running app told, as after any outside change, and the key answered with."""
+    made = subprocess.run([sys.executable, "-m", "server.cli", "keys", "create", "--name", name, "--home",
+                           str(desktop.controller.paths.config_dir)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip().splitlines()[-1]
+    desktop.controller.keys_changed()
+    qtbot.waitUntil(lambda: key_id_of(secret) in desktop.server.bridge.verifier.by_id, timeout=5000)
+    assert call(desktop.controller.local_url, "/query", INVENTORY, key=secret)[0] == 200
+    return secret
+
+
+def _copy_refused(page, qtbot, name: str) -> str:
+    """Copy a key whose secret this PC lacks: a plain message, and the clipboard left as it was."""
+    qtbot.waitUntil(lambda: any(k.name == name for k in page.records), timeout=5000)
+    page.select(name)
+    QGuiApplication.clipboard().setText("left alone")
+    page.message.clear()
+    page.copy_button.click()
+    qtbot.waitUntil(lambda: "Rotate the key" in page.message.text(), timeout=5000)
+    assert QGuiApplication.clipboard().text() == "left alone"
+    return page.message.text()
+
+
+def test_without_a_keyring_copy_says_plainly_that_the_secret_is_not_on_this_pc(no_keyring, make_desktop,
+                                                                               qtbot):
+    desktop = make_desktop()
+    page = desktop.window.show_page("Keys")
+    url = desktop.controller.local_url
+    first = desktop.server.first_key
+    assert first and call(url, "/query", INVENTORY, key=first)[0] == 200
+    qtbot.waitUntil(lambda: any(k.name == "demo" for k in page.records), timeout=5000)
+    page.select("demo")
+    page.copy_button.click()  # the first key, made this run: the app still holds it until it quits
+    qtbot.waitUntil(lambda: QGuiApplication.clipboard().text() == first, timeout=5000)
+
+    dialog = page.new_key()
+    dialog.name.setText("front desk")
+    dialog.accept()
+    qtbot.waitUntil(lambda: page.secret_dialog is not None and page.secret_dialog.isVisible(), timeout=5000)
+    assert page.secret_dialog.note.text() == NOT_KEPT_NOTE
+    made_here = page.secret_dialog.secret_field.text()
+    page.secret_dialog.accept()
+    accepted(qtbot, url, made_here)
+
+    _create_headless(desktop, qtbot, "headless")  # the hash in state is all the server needs
+    assert _copy_refused(page, qtbot, "headless") == NOT_HERE
+
+
+def test_copy_says_so_when_the_keyring_lacks_the_secret(desktop, qtbot):
+    page = desktop.window.show_page("Keys")
+    _create_headless(desktop, qtbot, "headless")
+    message = _copy_refused(page, qtbot, "headless")
+    assert message.startswith("This key's secret was shown once when it was made and is not stored on this PC")
+    assert "not in the OS keyring" in message and "Traceback" not in message

@@ -214,3 +214,77 @@ def test_the_server_package_never_loads_qt_or_the_app(tmp_path: Path) -> None:
     assert result.stdout.strip() == "[]"
     gui = run_cli("gui", "--home", str(tmp_path / "home"))
     assert gui.returncode == 1 and "voka-bridge serve" in gui.stderr
+
+
+NO_KEYRING = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+"""The environment of a headless Linux box with no Secret Service: keyring finds no usable backend."""
+
+
+def _nowhere_in_clear(home: Path, *secrets: str) -> None:
+    """No file under the home (state.sqlite3 and its WAL, config, logs) holds a key in clear."""
+    for path in (p for p in home.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in data, path
+
+
+def test_keys_made_without_a_keyring_work_across_restarts_of_serve(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    created = run_cli("keys", "create", "--name", "voka", "--home", str(home), env=NO_KEYRING)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("vbk_") and "no usable OS keyring" in created.stdout
+    assert created.stdout.count(key) == 1 and key not in created.stderr
+    lookup = {"name": "check_inventory", "params": {"product_id": "SCF-RED"}}
+    first = Served(home, env=NO_KEYRING)
+    try:
+        assert not any("vbk_" in line for line in first.lines)  # a key exists: no first key
+        assert post(first.url + "/query", lookup, key)[0] == 200
+    finally:
+        assert first.stop() == 0
+    rotated = run_cli("keys", "rotate", "voka", "--grace", "0", "--home", str(home), env=NO_KEYRING)
+    assert rotated.returncode == 0, rotated.stderr
+    new_key = rotated.stdout.strip().splitlines()[-1]
+    assert new_key.startswith("vbk_") and new_key != key and "no usable OS keyring" in rotated.stdout
+    again = Served(home, env=NO_KEYRING)
+    try:
+        assert not any("vbk_" in line for line in again.lines)
+        assert post(again.url + "/query", lookup, new_key)[0] == 200
+        assert post(again.url + "/query", lookup, key)[0] == 401
+    finally:
+        assert again.stop() == 0
+    listing = run_cli("keys", "list", "--home", str(home), env=NO_KEYRING)
+    assert listing.returncode == 0 and "voka" in listing.stdout and "active" in listing.stdout
+    _nowhere_in_clear(home, key, new_key)
+
+
+def test_first_start_without_a_keyring_makes_a_key_that_survives_a_restart(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = Served(home, env=NO_KEYRING)
+    try:
+        key = first.first_key()
+        assert any("only time it is shown" in line for line in first.lines)
+        assert post(first.url + "/query", {"query": "SELECT * FROM customers LIMIT 5"}, key)[0] == 200
+    finally:
+        assert first.stop() == 0
+    again = Served(home, env=NO_KEYRING)
+    try:
+        assert not any("vbk_" in line for line in again.lines)  # no new key at the second start
+        assert post(again.url + "/query", {"query": "SELECT * FROM customers LIMIT 5"}, key)[0] == 200
+    finally:
+        assert again.stop() == 0
+    for served in (first, again):
+        assert served.proc.stderr is not None and key not in served.proc.stderr.read()
+    _nowhere_in_clear(home, key)
+
+
+def test_keys_create_with_a_keyring_also_keeps_the_secret_there(tmp_path: Path) -> None:
+    import keyring
+
+    from server.keys import key_id_of, keyring_account
+
+    created = run_cli("keys", "create", "--name", "voka", "--home", str(tmp_path / "home"))
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    assert "kept in your OS keyring" in created.stdout
+    assert keyring.get_password("voka-bridge", keyring_account(key_id_of(key) or "")) == key

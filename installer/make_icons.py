@@ -27,7 +27,7 @@ def render(size: int, svg: Path = SVG) -> bytes:
     from PySide6.QtGui import QGuiApplication, QImage, QPainter
     from PySide6.QtSvg import QSvgRenderer
 
-    _app = QGuiApplication.instance() or QGuiApplication([])  # noqa: F841 (painting needs one)
+    _app = QGuiApplication.instance() or QGuiApplication([])  # painting needs one
     renderer = QSvgRenderer(str(svg))
     if not renderer.isValid():
         raise SystemExit(f"make_icons: {svg} is not a valid SVG")

@@ -244,15 +244,3 @@ class AuthThrottle:
             return (float(self.allowance), now, now + seconds, strikes + 1), seconds
 
         return self._table.update(client, count)
-
-    def success(self, client: str) -> None:
-        """A good key from this address: its failures are forgiven (a block in force stays)."""
-        if self._table.get(client) is None:
-            return  # the common case: nothing recorded, nothing to write
-
-        def forgive(row: Row | None) -> tuple[Row | None, None]:
-            if row is None or row[2] + self.max_block < time.monotonic():
-                return None, None
-            return (float(self.allowance), row[1], row[2], row[3]), None
-
-        self._table.update(client, forgive)

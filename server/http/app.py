@@ -15,6 +15,7 @@ from server.http import health, mcp, openapi, rest, security
 from server.http.appstate import BRIDGE
 from server.http.auth import auth_and_limits
 from server.http.deadline import Deadlines
+from server.http.oneurl import one_url
 from server.http.pipeline import pipeline
 from server.ratelimit import ConcurrencyLimiter
 
@@ -33,5 +34,5 @@ def create_app(bridge: Bridge) -> web.Application:
     health.add_routes(app)
     openapi.add_routes(app)
     rest.add_routes(app)
-    mcp.add_routes(app)
+    app.router.add_route("*", "/", one_url(mcp=mcp.add_routes(app), rest=rest.envelope))
     return app

@@ -150,7 +150,10 @@ def _may_break_shape_rules(text: str) -> bool:
 
 
 async def read_json(request: web.Request, max_bytes: int) -> Any:
-    """The parsed JSON body (any JSON value); 415/413/400 for what cannot be accepted."""
+    """The parsed JSON body (any JSON value); 415/413/400 for what cannot be accepted. A body already
+    read (the one-URL dispatcher looks at it to pick the protocol) is parsed again, not read again."""
+    if BODY in request:
+        return parse_json(request[BODY])
     if request.headers.get("Content-Type") != "application/json":  # the usual exact form skips the parse
         if request.content_type != "application/json":
             raise UnsupportedMediaType("Send the body as JSON with the header "

@@ -449,8 +449,11 @@ async def _on_shutdown(app: web.Application) -> None:
     app[MCP].close()  # ends open streams so a stop does not wait for idle clients
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Serve MCP at /mcp; returns the handler, which `/` (server.http.oneurl) also hands MCP requests to."""
     service = app[MCP] = McpService(app[BRIDGE])
-    app.router.add_route("*", PATH, endpoint(service))
+    handler = endpoint(service)
+    app.router.add_route("*", PATH, handler)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
+    return handler

@@ -131,7 +131,7 @@ def document(bridge: Any, principal: Principal | None) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Voka Bridge", "version": __version__,
                  "description": "The shop database's allowed queries and actions for Voka AI. "
-                                "The same tools are served over MCP at /mcp."},
+                                "The same tools are served over MCP at / and /mcp (JSON-RPC bodies)."},
         "components": {
             "securitySchemes": {
                 "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},

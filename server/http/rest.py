@@ -90,6 +90,5 @@ async def action(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/", envelope)
     app.router.add_post("/query", query)
     app.router.add_post("/action", action)

@@ -224,7 +224,7 @@ def test_failed_auth_throttling_holds_across_workers(tmp_path: Path) -> None:
         later = [post(server.url + "/query", LOOKUP, f"vbk_more{i}_xxxxxxxx") for i in range(20)]
         assert {status for status, _ in later} == {429}
         assert {body["code"] for _, body in later} == {"auth_throttled"}
-        assert post(server.url + "/query", LOOKUP, key)[0] == 429  # even a good key, from that address
+        assert post(server.url + "/query", LOOKUP, key)[0] == 200  # a correct key is never locked out
     finally:
         assert server.stop() == 0
 

@@ -24,6 +24,7 @@ from server.errors import InvalidParams
 from server.sqlparams import named_params
 
 TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")  # order.created
 ENGINES = ("sqlite", "postgresql")
 ParamType = Literal["string", "integer", "number", "boolean", "date", "json"]
 _JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean",
@@ -83,9 +84,17 @@ class ToolSpec(_Model):
     destructive: bool = False
     idempotent: bool = False
     json_columns: list[str] = Field(default_factory=list)
+    # Webhook events the action raises when it commits, e.g. ["order.created"] (server/webhooks/).
+    events: list[str] = Field(default_factory=list, max_length=8)
 
     @model_validator(mode="after")
     def _shape(self) -> ToolSpec:
+        for event in self.events:
+            if not EVENT_NAME.match(event) or len(event) > 64:
+                raise ValueError(f"event {event!r} must be lowercase words joined by dots, "
+                                 "e.g. order.created")
+        if self.events and self.kind != "action":
+            raise ValueError("only actions raise events (a query changes nothing)")
         if self.kind == "query":
             if self.sql is None or self.steps:
                 raise ValueError("a query needs `sql` (and no `steps`)")
@@ -127,6 +136,7 @@ class Tool:
     idempotent: bool
     json_columns: list[str]
     input_schema: dict[str, Any] = field(default_factory=dict)
+    events: tuple[str, ...] = ()
     _validator: Draft202012Validator | None = field(default=None, repr=False)
     _fast_check: Callable[[Any], Any] | None = field(default=None, repr=False)
 
@@ -213,31 +223,42 @@ def fast_check(schema: dict[str, Any]) -> Callable[[Any], Any] | None:
         return None
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+_JSON_TYPE_NAMES = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+                    dict: "an object", type(None): "null"}
+
+
+_BOUNDS = {"maxLength": "longer than {} characters", "minLength": "shorter than {} characters",
+           "minimum": "less than the minimum of {}", "maximum": "greater than the maximum of {}",
+           "exclusiveMinimum": "not above {}", "exclusiveMaximum": "not below {}",
+           "minItems": "fewer than {} items", "maxItems": "more than {} items"}
+
+
+def _kind(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), "a value")
 
 
 def _explain(tool: Tool, error: SchemaError) -> str:
+    """Why a parameter was refused, never quoting the caller's value: a message that repeats input would
+    have to mask any secret inside it, and a masked echo confirms a guess of that secret."""
     where = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "required":
         missing = error.message.split("'")[1]
         return f"missing required parameter '{missing}'"
     if error.validator == "additionalProperties" and not where:
-        extra = sorted(set(error.instance) - set(tool.params))
-        allowed = ", ".join(tool.params) or "no parameters"
-        return f"unknown parameter(s) {', '.join(extra)} (this tool takes: {allowed})"
+        extra = len(set(error.instance) - set(tool.params))
+        return (f"{extra} unknown parameter(s): this tool takes only "
+                f"{', '.join(tool.params) or 'no parameters'}")
     if error.validator == "type":
-        return f"{where or 'params'} must be of type {error.validator_value}, not {_short(error.instance)}"
+        return f"{where or 'params'} must be of type {error.validator_value}, not {_kind(error.instance)}"
     if error.validator == "pattern":
-        return f"{where} {_short(error.instance)} does not have the expected format"
+        return f"{where} does not have the expected format"
     if error.validator == "format":
-        return f"{where} {_short(error.instance)} is not a valid {error.validator_value} (use YYYY-MM-DD)"
+        return f"{where} is not a valid {error.validator_value} (use YYYY-MM-DD)"
     if error.validator == "enum":
         return f"{where} must be one of {', '.join(map(str, error.validator_value))}"
-    if error.validator in ("maxLength", "minLength", "minimum", "maximum", "minItems", "maxItems"):
-        return f"{where} {_short(error.instance)}: {error.message.split(' is ', 1)[-1]}"
-    return f"{where or 'params'}: {error.message[:200]}"
+    if error.validator in _BOUNDS:
+        return f"{where or 'params'}: {_BOUNDS[error.validator].format(error.validator_value)}"
+    return f"{where or 'params'} is not valid for this tool (rule: {error.validator})"
 
 
 def _number(value: float) -> float | int:
@@ -304,6 +325,7 @@ def _build_tool(name: str, spec: ToolSpec) -> Tool:
         description=spec.description, params=spec.params, steps=steps, max_rows=spec.max_rows,
         cache_ttl_seconds=spec.cache_ttl_seconds, destructive=spec.destructive,
         idempotent=spec.idempotent, json_columns=spec.json_columns, input_schema=schema,
+        events=tuple(dict.fromkeys(spec.events)),
         _validator=Draft202012Validator(ecma_schema(schema), format_checker=_FORMATS),
         _fast_check=fast_check(ecma_schema(schema)),
     )

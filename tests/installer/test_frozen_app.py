@@ -14,10 +14,10 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
+import venv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,14 +36,20 @@ TRACEBACK = re.compile(r"Traceback \(most recent call last\)|Error in sys.except
 
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """dist/VokaBridge built once per run from the spec, as the installer workflows build it."""
-    try:
-        import PyInstaller  # noqa: F401
-    except ImportError:
-        unavailable("PyInstaller is not installed (it comes with the test extra)")
+    """dist/VokaBridge built once per run from the spec, as the installer workflows build it: in a venv
+    of its own holding only the pinned `.[installer]` install, so whatever else the test environment
+    has (numpy, jedi, ...) cannot slip into the bundle through some library's optional import."""
     work = tmp_path_factory.mktemp("pyinstaller")
+    env_dir = work / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"), f"{ROOT}[installer]"],
+        cwd=work, capture_output=True, text=True, timeout=900)
+    if installed.returncode != 0:
+        unavailable(f"cannot install the build environment: {installed.stderr[-2000:]}")
     result = subprocess.run(
-        [sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN", "--distpath",
+        [str(python), "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN", "--distpath",
          str(work / "dist"), "--workpath", str(work / "build"), str(ROOT / "installer" / "voka-bridge.spec")],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -177,3 +177,24 @@ def test_a_pattern_ending_in_dollar_keeps_the_fast_check_and_the_full_verdict(tm
     assert tool is not None and tool._fast_check is not None
     assert not tool._passes_fast_check({"phone": "+15558594448\n"})
     assert tool.bind({"phone": "+15558594448\n"}) == {"phone": "+15558594448\n"}
+
+
+def test_refusals_never_quote_the_callers_value() -> None:
+    """A message that repeats input must mask a secret inside it, and a masked echo confirms a guess."""
+    catalog = Catalog.from_dict(tomllib.loads(Path("resources/tools.toml").read_text()))
+    tool = catalog.get("create_customer")
+    assert tool is not None
+    secret_guess = "xshopsecretx"
+    for params in ({"name": secret_guess, "phone": secret_guess}, {"name": 123, "phone": "+15551234567"},
+                   {"name": secret_guess * 30, "phone": "+15551234567"},
+                   {"name": "A", "phone": "+15551234567", "email": secret_guess},
+                   {"name": "A", "phone": "+15551234567", secret_guess: 1}):
+        with pytest.raises(InvalidParams) as refused:
+            tool.bind(params)
+        assert secret_guess[1:-1] not in refused.value.message and "***" not in refused.value.message
+    order = catalog.get("create_order")
+    assert order is not None
+    for items in ([], [{"product_id": secret_guess, "quantity": 0}], [{"product_id": "x" * 99, "quantity": 1}]):
+        with pytest.raises(InvalidParams) as refused:
+            order.bind({"customer_id": 1, "items": items})
+        assert "x" * 20 not in refused.value.message and secret_guess[1:-1] not in refused.value.message

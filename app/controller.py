@@ -17,7 +17,14 @@ from app.event_pump import EventPump
 from server import keyadmin
 from server.autostart import Autostart
 from server.embedded import EmbeddedServer
-from server.events import AuthBlocked, CatalogReloaded, HealthChanged, RequestFinished, ServerStateChanged
+from server.events import (
+    AuthBlocked,
+    CatalogReloaded,
+    HealthChanged,
+    RequestFinished,
+    ServerStateChanged,
+    TunnelChanged,
+)
 from server.notices import Notice, NoticeRules
 from server.stats import LiveStats, count_today
 from server.status import Status, overall
@@ -37,6 +44,7 @@ class AppController(QObject):
     keysChanged = Signal()
     noticeRaised = Signal(object)      # server.notices.Notice
     startFailed = Signal(str)
+    tunnelChanged = Signal(object)     # server.events.TunnelChanged
 
     def __init__(self, server: EmbeddedServer, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -59,6 +67,7 @@ class AppController(QObject):
         self._health_timer.start()
         self._status_timer.start()
         self._seeded = False
+        self._tunnel: TunnelChanged | None = None
 
     # ---- facts for pages -----------------------------------------------------------------------
     @property
@@ -81,9 +90,17 @@ class AppController(QObject):
 
     @property
     def voka_url(self) -> str:
-        """The address Voka AI is given: the public one when configured, else this PC's own."""
+        """The one URL Voka AI is given (it answers the Voka format and MCP alike): the managed tunnel's
+        public address while it is up, else the configured public address, else this PC's own."""
+        tunnel = self.tunnel_status()
+        if tunnel.state == "up" and tunnel.public_url:
+            return tunnel.public_url.rstrip("/")
         public = self.server.bridge.config.server.public_url.strip().rstrip("/")
         return public or self.local_url
+
+    def tunnel_status(self) -> TunnelChanged:
+        """The managed tunnel's latest state (as its events told it)."""
+        return self._tunnel if self._tunnel is not None else self.server.tunnel.status()
 
     @property
     def certificate(self) -> CertificateInfo | None:
@@ -137,6 +154,15 @@ class AppController(QObject):
                 self.serverStateChanged.emit(event.state)
             elif isinstance(event, CatalogReloaded):
                 self.catalogReloaded.emit(event.tool_count)
+            elif isinstance(event, TunnelChanged):
+                self._tunnel = event
+                self.tunnelChanged.emit(event)
+                if event.state == "up" and event.url_changed:
+                    self.notify_text("The tunnel's address changed",
+                                     f"Voka must now use {event.public_url}: paste it into Voka's MCP server "
+                                     "settings (Connect to Voka page → Copy).")
+                elif event.state == "failed" and event.message:
+                    self.notify_text("The tunnel could not start", event.message, critical=True)
             if isinstance(event, ServerStateChanged | HealthChanged | AuthBlocked):
                 notice = self.rules.for_event(event)
                 if notice is not None:
@@ -183,10 +209,13 @@ class AppController(QObject):
         bridge = self.server.bridge
         health = bridge.health
         reach = bridge.reachability.last if bridge.reachability is not None else None
+        tunnel = self.tunnel_status()
+        tunnel_problem = ("The tunnel is down, so Voka cannot reach this PC: "
+                          f"{tunnel.message or 'reconnecting'}" if tunnel.state in ("down", "failed") else "")
         status = overall(self.server.state, health.healthy, health.detail,
                          recent_requests=snap.recent_requests, recent_errors=snap.recent_errors,
                          p95_ms=snap.p95_ms, failure=self.server.last_failure or self.server.boot_error,
-                         unreachable=reach.reason if reach is not None else "")
+                         unreachable=tunnel_problem or (reach.reason if reach is not None else ""))
         if status != self.status:
             self.status = status
             self.statusChanged.emit(status)

@@ -133,6 +133,12 @@ def take(out: Path, traffic_seconds: float, pause: float = 0.6) -> list[Path]:
         path = out / "wizard-database.png"
         wizard.grab().save(str(path))
         saved.append(path)
+        wizard.setStartId(wizard.pageIds()[2])  # "How Voka reaches this PC": the tunnel choices
+        wizard.restart()
+        _settle(app, pause)
+        path = out / "wizard-reach.png"
+        wizard.grab().save(str(path))
+        saved.append(path)
         wizard.reject()
         for key in keyadmin.list_keys(desktop.server.paths):
             keyadmin.revoke_key(desktop.server.paths, key.id)  # leave nothing behind in the keyring

@@ -20,9 +20,10 @@ from app.controller import AppController
 from app.icons import app_icon
 from app.widgets.copy_field import CopyField
 from app.widgets.database_form import DatabaseForm
+from app.widgets.tunnel_panel import TunnelPanel
 from server import keyadmin
 from server.config import ConfigError
-from server.connect import TUNNEL_HELP, Reach, VokaForm, apply_connection, voka_form
+from server.connect import VOKA_PATH, Reach, VokaForm, apply_connection, voka_form
 from server.dbconnect import ConnectionReport, DatabaseChoice, test_connection
 from server.errors import BridgeError
 from server.keys import ApiKey, KeyProblem
@@ -134,51 +135,72 @@ class ReachPage(QWizardPage):
         super().__init__()
         self.wizard_ = wizard
         self.setTitle("How Voka reaches this PC")
-        self.setSubTitle("Voka's servers call this PC over HTTPS.")
+        self.setSubTitle("Voka's servers call this PC over HTTPS from the internet.")
         port = wizard.controller.server.bridge.config.server.port or 3000
         self.port = port
-        self.tunnel = QRadioButton("Through a tunnel (cloudflared, ngrok): easiest, no router changes")
+        self.tunnel = QRadioButton("Through a tunnel that this app runs for you (recommended: no router "
+                                   "changes)")
+        self.own_tunnel = QRadioButton("Through a tunnel I run myself (advanced)")
         self.public = QRadioButton("At this PC's own public address, with HTTPS")
         group = QButtonGroup(self)
-        group.addButton(self.tunnel)
-        group.addButton(self.public)
+        for button in (self.tunnel, self.own_tunnel, self.public):
+            group.addButton(button)
         self.tunnel.setChecked(True)
-        self.help = QLabel(TUNNEL_HELP.format(port=port))
+        self.panel = TunnelPanel(wizard.controller)
+        self.help = QLabel()
         self.help.setWordWrap(True)
         self.url = QLineEdit(wizard.controller.server.bridge.config.server.public_url)
-        self.url.setPlaceholderText("https://your-shop.trycloudflare.com")
+        self.url.setPlaceholderText(f"https://shop.example.com:{port}")
         self.cert = QLineEdit()
         self.cert.setPlaceholderText("certificate.pem (leave empty for a self-signed one)")
         self.key = QLineEdit()
         self.key.setPlaceholderText("private-key.pem")
         self.problem = QLabel()
         self.problem.setWordWrap(True)
-        form = QFormLayout(self)
-        form.addRow(self.tunnel)
-        form.addRow(self.public)
-        form.addRow(self.help)
-        form.addRow("Address Voka uses", self.url)
-        form.addRow("Certificate", self.cert)
-        form.addRow("Private key", self.key)
-        form.addRow(self.problem)
-        self.tunnel.toggled.connect(self._mode_changed)
+        self.public_box = QWidget()
+        public_form = QFormLayout(self.public_box)
+        public_form.setContentsMargins(0, 0, 0, 0)
+        public_form.addRow(self.help)
+        public_form.addRow("Address Voka uses", self.url)
+        public_form.addRow("Certificate", self.cert)
+        public_form.addRow("Private key", self.key)
+        self.public_form = public_form
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tunnel)
+        layout.addWidget(self.own_tunnel)
+        layout.addWidget(self.public)
+        layout.addWidget(self.panel)
+        layout.addWidget(self.public_box)
+        layout.addWidget(self.problem)
+        layout.addStretch(1)
+        group.buttonToggled.connect(self._mode_changed)
         self.url.textChanged.connect(self.completeChanged)
+        self.panel.publicUrlChanged.connect(self.completeChanged)
         self._mode_changed()
 
     def _mode_changed(self, *_args: object) -> None:
         public = self.public.isChecked()
-        self.cert.setEnabled(public)
-        self.key.setEnabled(public)
-        self.help.setText(TUNNEL_HELP.format(port=self.port) if not public else
-                          f"Forward port {self.port} on your router to this PC and enter https://NAME:{self.port}"
-                          " with the name or address the internet sees.")
+        self.panel.setVisible(self.tunnel.isChecked())
+        self.public_box.setVisible(not self.tunnel.isChecked())
+        for field in (self.cert, self.key):
+            field.setVisible(public)
+            self.public_form.labelForField(field).setVisible(public)
+        self.help.setText(
+            f"Forward port {self.port} on your router to this PC and enter https://NAME:{self.port} with the "
+            "name or address the internet sees." if public else
+            f"Point your tunnel at http://127.0.0.1:{self.port} and paste the https:// address it gives.")
+        self.completeChanged.emit()
 
     def reach(self) -> Reach:
-        return Reach("public" if self.public.isChecked() else "tunnel", self.url.text(), self.port,
-                     self.cert.text(), self.key.text())
+        if self.tunnel.isChecked():
+            return Reach("managed", self.panel.public_url, self.port)
+        if self.own_tunnel.isChecked():
+            return Reach("tunnel", self.url.text(), self.port)
+        return Reach("public", self.url.text(), self.port, self.cert.text(), self.key.text())
 
     def isComplete(self) -> bool:
-        return bool(self.url.text().strip())
+        """Next once Voka has an address: the tunnel is up, or an address is typed."""
+        return bool(self.panel.public_url if self.tunnel.isChecked() else self.url.text().strip())
 
     def validatePage(self) -> bool:
         try:
@@ -195,8 +217,7 @@ class FinishPage(QWizardPage):
         super().__init__()
         self.wizard_ = wizard
         self.setTitle("Add Voka Bridge in Voka AI")
-        self.setSubTitle("In Voka: AI Assistants → Edit assistant → Agent → MCP Servers → Add MCP Server. "
-                         "Paste these three values, save, and make a test call.")
+        self.setSubTitle(f"In Voka: {VOKA_PATH}. Paste these three values, save, and make a test call.")
         self.name = CopyField("Name")
         self.name.field.setReadOnly(False)
         self.name.set_text("Shop database")

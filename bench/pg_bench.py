@@ -31,12 +31,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load import Result, Scenario, add_options, compare
+
+from server.db.pgsafety import revoke_risky_sql
 
 ROOT = Path(__file__).resolve().parent.parent
 CUSTOMERS = 100_000
@@ -93,6 +95,13 @@ async def build_database(admin_dsn: str, password: str) -> None:
         await con.execute("VACUUM ANALYZE customers")
     finally:
         await con.close()
+    # the least-privilege SQL's REVOKEs (server.db.pgsafety), without which raw SQL is refused
+    parts = urlsplit(admin_dsn)
+    admin = await asyncpg.connect(urlunsplit((parts.scheme, parts.netloc, "/" + DATABASE, parts.query, "")))
+    try:
+        await admin.execute(revoke_risky_sql(ROLE))
+    finally:
+        await admin.close()
 
 
 async def drop_database(admin_dsn: str) -> None:

@@ -27,6 +27,8 @@ from server.events import CatalogReloaded, EventBus, HealthChanged, RequestFinis
 from server.executor import ToolExecutor
 from server.idempotency import IdempotencyStore
 from server.keys import ENV_KEY_ID, KeyStore, KeyVerifier, Principal
+from server.ledger import ActionLedger
+from server.liveness import ProcessLease
 from server.logs import register_secret
 from server.paths import Paths
 from server.ratelimit import AuthThrottle, RateLimiter
@@ -34,6 +36,8 @@ from server.reachability import Reachability, ReachabilityProbe
 from server.secretstore import SecretStore
 from server.sharedstate import Cluster
 from server.state import connect_state, data_version
+from server.tunnel.ingress import Ingress
+from server.webhooks.delivery import WebhookWorker
 
 log = logging.getLogger(__name__)
 RECONNECT_INTERVAL = 2.0
@@ -75,6 +79,10 @@ class Bridge:
         self._tasks: list[asyncio.Task[Any]] = []
         self._state_version = -1
         self.reachability: ReachabilityProbe | None = None
+        self.webhooks: WebhookWorker | None = None  # the delivery worker, when [webhooks] url is set
+        self._reachability_lock = asyncio.Lock()
+        # Set while a managed tunnel runs: its loopback listener, to tell tunnelled callers from direct ones.
+        self.tunnel_ingress: Ingress | None = None
         self.verifier = KeyVerifier([], self.static_keys)
         for secret, _ in self.static_keys:
             register_secret(secret)
@@ -86,8 +94,15 @@ class Bridge:
         self.started_at = time.time()
         self.state = await self.on_state(connect_state, self.paths.state_db)
         self.keys = KeyStore(self.state, SecretStore())
-        self.idempotency = IdempotencyStore(self.state, self.on_state, abandoned_after=dt.timedelta(
-            seconds=self.config.limits.request_timeout_seconds + 60))
+        # This process's identity for work it leaves in state.sqlite3, and the record of actions around
+        # their commits (idempotency answers, webhook events): server/liveness.py, server/ledger.py.
+        self.lease = ProcessLease(self.paths.data_dir)
+        self.ledger = ActionLedger(self.state, self.on_state, self.lease, self.database,
+                                   max_age=lambda: self.config.webhooks.max_age_hours * 3600.0,
+                                   on_released=self._webhooks_due)
+        self.idempotency = IdempotencyStore(self.state, self.on_state, lease=self.lease,
+                                            settle=self.ledger.settle, abandoned_after=dt.timedelta(
+                                                seconds=self.config.limits.request_timeout_seconds + 60))
         await self.reload_keys()
         self.catalog = Catalog.load(self.paths.tools_file)
         self.audit = AuditLog(self.state, self._state_thread, on_flush=self._save_key_usage)
@@ -101,10 +116,23 @@ class Bridge:
             log.error("database unavailable at start; will keep retrying", extra={"fields": {
                 "database": self._db.describe(), "error": exc.message}})
             self._set_health(False, exc.message)
+        try:  # actions a stopped process left unconfirmed: settled before the first request
+            await self.ledger.settle_abandoned()
+        except Exception:
+            log.exception("settling actions left by a stopped process failed; retrying in the background")
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._prune_audit(), name="audit-pruner"),
                        loop.create_task(self._watch_keys(), name="key-watcher"),
-                       loop.create_task(self._watch_health(), name="health-watcher")]
+                       loop.create_task(self._watch_health(), name="health-watcher"),
+                       loop.create_task(self.ledger.run_settler(), name="action-settler")]
+        if self.config.webhooks.url and (self.cluster is None or self.cluster.index == 0):
+            self.webhooks = WebhookWorker(self.on_state, lambda: self.state, self.config.webhooks,
+                                          self.events)
+            self._tasks.append(loop.create_task(self.webhooks.run(), name="webhook-worker"))
+
+    def _webhooks_due(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.wake()
 
     def _database_settings(self) -> DatabaseSettings:
         """`pool_min` / `pool_max` bound the whole server's connections to PostgreSQL (what the owner's
@@ -126,6 +154,21 @@ class Bridge:
             self.reachability = ReachabilityProbe(self.config.server.public_url, self.events)
             self.reachability.start()
 
+    async def follow_public_url(self, url: str | None) -> None:
+        """Probe the managed tunnel's public address while it is up (`url`), or with None go back to
+        `[server] public_url` (or to no probe). `check_public_url = false` turns both off."""
+        server = self.config.server
+        target = (url or server.public_url).strip().rstrip("/") if server.check_public_url else ""
+        async with self._reachability_lock:
+            if self.reachability is not None and self.reachability.url == target:
+                return
+            if self.reachability is not None:
+                await self.reachability.stop()
+                self.reachability = None
+            if target:
+                self.reachability = ReachabilityProbe(target, self.events)
+                self.reachability.start()
+
     async def check_reachability(self) -> Reachability | None:
         """Probe the public address now (after the owner fixed the tunnel); None without one."""
         return await self.reachability.check() if self.reachability is not None else None
@@ -137,14 +180,19 @@ class Bridge:
         for task in self._tasks:
             await stop_task(task)
         self._tasks = []
+        self.webhooks = None
         if hasattr(self, "audit"):
             await self.audit.stop()
+        if hasattr(self, "ledger"):
+            await self.ledger.close()
         if self._db is not None and self._db_open:
             await self._db.close()
             self._db_open = False
         if hasattr(self, "state"):
             await self.on_state(self.state.close)
         self._state_thread.shutdown(wait=True)
+        if hasattr(self, "lease"):
+            self.lease.close()
 
     async def on_state(self, fn: Any, *args: Any) -> Any:
         """Run a state.sqlite3 call on its own thread (sqlite3 is blocking)."""

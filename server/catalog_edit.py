@@ -44,11 +44,12 @@ def _value(value: Any, key: str = "") -> Any:
 def tool_table(spec: ToolSpecDict) -> Table:
     """One tool as a TOML table, keys in a readable order, empty values left out."""
     order = ["kind", "title", "description", "sql", "max_rows", "cache_ttl_seconds", "destructive",
-             "idempotent", "json_columns", "params", "steps"]
+             "idempotent", "json_columns", "events", "params", "steps"]
     table = tomlkit.table()
     for key in sorted(spec, key=lambda k: order.index(k) if k in order else len(order)):
         value = spec[key]
-        if value is None or value == "" or (key in ("params", "json_columns", "steps") and not value):
+        if value is None or value == "" or (key in ("params", "json_columns", "events", "steps")
+                                            and not value):
             continue
         table[key] = _value(value, key)
     return table

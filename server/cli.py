@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import errno
+import math
 import signal
 import sqlite3
 import sys
@@ -27,6 +29,8 @@ from server.paths import Paths, resolve_paths
 from server.secretstore import KeyringUnavailable
 from server.state import connect_state
 from server.tls import CertificateInfo
+from server.tunnel import commands as tunnel_commands
+from server.webhooks import commands as webhook_commands
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -44,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the server headless")
     serve.add_argument("--demo", action="store_true", help="serve the bundled demo database and catalog")
     serve.add_argument("--host", help="bind address (default from config.toml, else 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default from config.toml, else 3000)")
+    serve.add_argument("--port", type=_port, help="port (default from config.toml, else 3000)")
     serve.add_argument("--config", metavar="FILE", help="config.toml to use")
     serve.add_argument("--workers", type=_worker_count, default=1, metavar="N",
                        help="serve with N processes sharing the port (Linux/macOS; default 1)")
@@ -57,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--scopes", default="query,action", help=f"comma-separated: {','.join(SCOPES)}")
     create.add_argument("--tools", help="comma-separated tool names this key may use (default: all)")
     create.add_argument("--rate-limit", type=int, help="requests per window for this key")
-    create.add_argument("--expires-days", type=float, help="the key stops working after this many days")
+    create.add_argument("--expires-days", type=_positive_days,
+                        help="the key stops working after this many days (a number above 0)")
     _add_home(create)
     listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
     _add_home(listing)
@@ -81,20 +86,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_tls_parser(sub)
 
+    tunnel_commands.add_parser(sub, _add_home)
+
+    webhook_commands.add_parser(sub, _add_home)
+
     gui = sub.add_parser("gui", help="start the desktop app (the default)")
-    gui.add_argument("--port", type=int)
+    gui.add_argument("--port", type=_port)
     _add_home(gui)
     return parser
 
 
-def _worker_count(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of processes, not {text!r}") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more (got {count})")
-    return count
+def _number(convert: Callable[[str], float], low: float, high: float, what: str
+            ) -> Callable[[str], float]:
+    """An argparse type: a number from `low` to `high` (finite), refused in one line that says why."""
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r}: give {what} from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+# --workers; --port (0 lets the system choose); --expires-days (0 once meant 'never', nan a traceback)
+_worker_count = _number(int, 1, 1024, "a whole number of processes")
+_port = _number(int, 0, 65535, "a port number")
+_positive_days = _number(float, 1 / 1440, 36500, "a number of days (leave the option out for a key "
+                                                 "that does not expire)")
 
 
 def _fail(message: str, code: int = EXIT_FAIL) -> int:
@@ -126,8 +147,12 @@ def _announce(url: str, first: tuple[ApiKey, str] | None, certificate: Certifica
     print(f"listening on {url}", flush=True)
 
 
-async def _serve(bridge: Bridge, first: tuple[ApiKey, str] | None) -> int:
+async def _serve(bridge: Bridge, first: tuple[ApiKey, str] | None, config_file: str | None = None) -> int:
     host = ServerHost(bridge)
+    if config_file:  # the tunnel follows [tunnel] changes in the config file actually served
+        host.tunnels.config_file = Path(config_file)
+    public_url = tunnel_commands.PublicUrlPrinter()  # "public URL https://…" once the tunnel is up
+    bridge.events.subscribe(public_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -135,6 +160,7 @@ async def _serve(bridge: Bridge, first: tuple[ApiKey, str] | None) -> int:
             loop.add_signal_handler(sig, stop.set)
     url = await host.start()
     _announce(url, first, host.certificate)
+    public_url.announced()
     try:
         await stop.wait()
     finally:
@@ -172,12 +198,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         setup_logging(paths.log_dir, config.logging, console=True, rotate=args.workers == 1)
         static, first = first_run_keys(paths, demo=args.demo)
         if args.workers > 1:
+            if config.tunnel.provider:
+                return _fail("the managed tunnel runs with one server process: leave out --workers, or "
+                             "clear [tunnel] provider (`voka-bridge tunnel stop`) and run a tunnel yourself "
+                             "with [server] trust_forwarded_for", EXIT_USAGE)
             return _serve_workers(paths, config, url, static, first, args.workers)
         bridge = Bridge(paths, config, database_url=url, static_keys=static)
-        return eventloop.run(_serve(bridge, first))
+        return eventloop.run(_serve(bridge, first, args.config))
     except ConfigError as exc:
         return _fail(str(exc))
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return _fail(f"cannot start the server: the port is already in use ({exc.strerror}). Is another "
+                         "Voka Bridge (or another program) running on it? Stop it, or choose another port "
+                         "with --port (or [server] port in config.toml).")
         return _fail(f"cannot start the server: {exc.strerror or exc}")
 
 
@@ -313,10 +347,14 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     paths = resolve_paths(args.home)
     try:
-        configured = load_config(Path(args.config) if args.config else paths.config_file)
+        if args.config and not Path(args.config).is_file():
+            raise ConfigError(f"{args.config}: no such file (given with --config)")
+        config_file = Path(args.config) if args.config else paths.config_file
+        configured = load_config(config_file)
         config, url = prepare(paths, args.config, demo=not configured.database.url)
         catalog = Catalog.load(paths.tools_file)
-        print(f"config: ok ({args.config or paths.config_file})")
+        print(f"config: ok ({config_file})" if config_file.exists() else
+              f"config: none yet ({config_file} does not exist), so every setting is its default")
         print(f"catalog: ok, {len(catalog)} tool(s) ({paths.tools_file})")
         print("database: " + asyncio.run(_check_database(config, url, paths.config_dir, catalog)))
     except ConfigError as exc:
@@ -382,7 +420,8 @@ def main(argv: Sequence[str] | None = None, *, gui: GuiRunner = _gui_unavailable
         args = parser.parse_args(["gui", *(argv or sys.argv[1:])])
     if args.command == "gui":
         return gui(home=args.home, port=args.port)
-    handlers = {"serve": cmd_serve, "keys": cmd_keys, "check": cmd_check, "db": cmd_db, "tls": cmd_tls}
+    handlers = {"serve": cmd_serve, "keys": cmd_keys, "check": cmd_check, "db": cmd_db, "tls": cmd_tls,
+                "tunnel": tunnel_commands.run, "webhooks": webhook_commands.run}
     return handlers[args.command](args)
 
 if __name__ == "__main__":

@@ -12,17 +12,16 @@ from server.config import Config, ConfigError
 from server.config_edit import write_settings
 from server.dbconnect import DatabaseChoice, save_database
 
-TUNNEL_HELP = ("Run a tunnel on this PC that forwards HTTPS to the server, for example:\n"
-               "  cloudflared tunnel --url http://127.0.0.1:{port}\n"
-               "  ngrok http {port}\n"
-               "then paste the https:// address it prints.")
+# Where Voka's form is, in one wording for the wizard and the Connect page.
+VOKA_PATH = "AI Assistants → Edit assistant → Agent → MCP Servers → Add MCP Server"
 
 
 @dataclass(frozen=True)
 class Reach:
-    """How Voka reaches this PC: a tunnel to loopback, or this PC's own public address over HTTPS."""
+    """How Voka reaches this PC: the managed tunnel (server/tunnel/, its address comes from the provider),
+    a tunnel the owner runs themselves to loopback, or this PC's own public address over HTTPS."""
 
-    mode: Literal["tunnel", "public"]
+    mode: Literal["managed", "tunnel", "public"]
     public_url: str
     port: int
     tls_cert: str = ""
@@ -31,6 +30,10 @@ class Reach:
     def checked_url(self) -> str:
         url = self.public_url.strip().rstrip("/")
         parts = urlsplit(url)
+        if self.mode == "managed":  # the provider's own address (always https:// from a real one)
+            if not parts.hostname:
+                raise ConfigError("Start the tunnel first: Voka needs the address it gets.")
+            return url
         if parts.scheme != "https" or not parts.hostname:
             raise ConfigError("Voka needs an https:// address, e.g. https://shop.example.com (a tunnel "
                               "prints one).")
@@ -38,6 +41,9 @@ class Reach:
 
     def server_settings(self) -> dict[str, Any]:
         url = self.checked_url()
+        if self.mode == "managed":  # [tunnel] is saved by the tunnel switch; its address is the provider's
+            return {"host": "127.0.0.1", "port": self.port, "public_url": None, "trust_forwarded_for": None,
+                    "tls_self_signed": None, "tls_cert": None, "tls_key": None}
         if self.mode == "tunnel":
             return {"host": "127.0.0.1", "port": self.port, "public_url": url, "trust_forwarded_for": True,
                     "tls_self_signed": None, "tls_cert": None, "tls_key": None}

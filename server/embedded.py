@@ -24,6 +24,7 @@ from server.launch import first_run_keys, prepare
 from server.logs import setup_logging
 from server.paths import Paths, resolve_paths
 from server.state import connect_state
+from server.tunnel.control import TunnelControl
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,6 +79,12 @@ class EmbeddedServer:
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return self.threaded.loop
+
+    @property
+    def tunnel(self) -> TunnelControl:
+        """The managed tunnel: start(provider, domain), stop(), status(), set_secret(provider, secret)…
+        (server/tunnel/control.py); its news arrives as TunnelChanged events through listen()."""
+        return self.threaded.tunnel
 
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)

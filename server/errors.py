@@ -38,6 +38,29 @@ class ReadOnlyViolation(BadRequest):
     code = "read_only"
 
 
+class ResponseTooLarge(BadRequest):
+    """The answer would exceed `[limits] max_response_bytes`; found while the rows arrive, never after
+    building the whole answer."""
+
+    code = "response_too_large"
+
+    def __init__(self, limit: int, *, single_value: bool = False) -> None:
+        what = ("one value in it (or computed on the way to it) is larger" if single_value
+                else "it would be larger")
+        super().__init__(f"The answer is too large to send: {what} than the server's limit of "
+                         f"{_size(limit)} ([limits] max_response_bytes). Select fewer rows or columns "
+                         "(a narrower WHERE, a LIMIT, or only the columns you need).")
+        self.limit = limit
+
+
+def _size(count: int) -> str:
+    if count >= 1024 * 1024 and count % (1024 * 1024) == 0:
+        return f"{count // (1024 * 1024)} MB"
+    if count >= 1024 and count % 1024 == 0:
+        return f"{count // 1024} KB"
+    return f"{count:,} bytes"
+
+
 class Unauthorized(BridgeError):
     status, code = 401, "unauthorized"
 

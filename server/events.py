@@ -72,8 +72,52 @@ class AuthBlocked:
     seconds: float
 
 
+@dataclass(frozen=True)
+class TunnelChanged:
+    """The managed tunnel's state (server/tunnel/); also what `tunnel_status()` returns.
+
+    `state`: "starting" (connecting, or downloading cloudflared: `progress` 0..1), "up" (`public_url`
+    answers), "down" (lost; restarting by itself with back-off, the tray shows amber), "failed" (needs the
+    owner: a missing or refused token, a domain the account does not own; `message` says what to do),
+    "stopped" (none configured, or switched off). `url_changed`: the public address differs from the one
+    this provider had last time (a quick tunnel's changes at every start: Voka's setting needs updating).
+    """
+
+    state: str
+    provider: str = ""
+    public_url: str = ""
+    message: str = ""
+    url_changed: bool = False
+    progress: float | None = None
+    ingress: str = ""  # where it forwards, http://127.0.0.1:PORT (a named tunnel's service at Cloudflare)
+
+
+@dataclass(frozen=True)
+class WebhookDelivered:
+    """Voka accepted an event (server/webhooks/delivery.py)."""
+
+    message_id: str  # the webhook-id
+    event: str
+    attempts: int  # including this one
+    status: int  # Voka's HTTP status
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class WebhookFailed:
+    """A delivery attempt failed: retried at `next_attempt_at` (Unix time), or `dead` (a dead letter)."""
+
+    message_id: str
+    event: str
+    attempts: int
+    error: str  # what went wrong, for the owner (never a secret)
+    status: int | None  # Voka's HTTP status, None when there was no answer
+    dead: bool
+    next_attempt_at: float | None = None
+
+
 Event = (RequestFinished | HealthChanged | ServerStateChanged | CatalogReloaded | AuthBlocked
-         | ReachabilityChanged)
+         | ReachabilityChanged | TunnelChanged | WebhookDelivered | WebhookFailed)
 
 
 class EventBus:

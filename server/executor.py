@@ -7,6 +7,7 @@ row cap and time limit, runs action steps in one transaction, and reports rows f
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import re
 import time
@@ -14,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from server.catalog import Step, Tool
-from server.db.base import Rows, Transaction
-from server.errors import BadRequest, BridgeError, Forbidden, InvalidParams, UnknownTool
-from server.idempotency import check_key, fingerprint
-from server.jsonsafe import dumps
+from server.db.base import Rows, Transaction, call_owner
+from server.errors import BadRequest, BridgeError, Forbidden, InvalidParams, ResponseTooLarge, UnknownTool
+from server.idempotency import Slot, check_key, fingerprint
+from server.jsonsafe import dumps, dumps_bytes
 from server.keys import Principal
 from server.sharedstate import Generation
+from server.webhooks.outbox import body_for
 
 if TYPE_CHECKING:
     from server.bridge import Bridge
@@ -40,6 +42,7 @@ class CallContext:
     rows: int | None = None
     error_code: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None  # the request's Idempotency-Key header (MCP reads it from here)
 
 
 @dataclass
@@ -48,6 +51,8 @@ class Outcome:
     rows: int
     truncated: bool = False
     kind: str = "query"
+    replayed: bool = False  # the stored first answer to an idempotency key, not a new run
+    size: int = 0  # a query's rows: a lower bound of their JSON in bytes (server.db.budget)
 
 
 def _fill(template: str, values: dict[str, Any]) -> str:
@@ -61,6 +66,15 @@ def _decode_json_columns(row: dict[str, Any], columns: list[str]) -> dict[str, A
             with contextlib.suppress(ValueError):
                 row[column] = json.loads(value)
     return row
+
+
+def _encode_answer(outcome: Outcome) -> str:
+    return dumps([outcome.data, outcome.rows])
+
+
+def _replay(text: str) -> Outcome:
+    data, rows = json.loads(text)
+    return Outcome(data, rows, kind="action", replayed=True)
 
 
 class ToolExecutor:
@@ -105,18 +119,26 @@ class ToolExecutor:
         assert principal is not None
         self._require(principal, tool.kind, f"run {tool.kind} tools")
         bound = tool.bind(args)
+        call_owner.set(principal.key_id)  # the key's share of database connections (server.handoff)
         if tool.kind == "query":
             outcome = await self._query(tool, bound)
-        elif idempotency_key is None:
-            outcome = await self._action(tool, bound)
+            self._bound_answer(ctx, outcome)
         else:
-            outcome = await self.bridge.idempotency.run_once(
-                principal.key_id, check_key(idempotency_key), fingerprint(tool.name, args),
-                lambda: self._action(tool, bound),
-                encode=lambda o: dumps([o.data, o.rows]),
-                decode=lambda text: Outcome(*json.loads(text), kind="action"))
+            outcome = await self._run_action(principal, tool, bound, args, idempotency_key)
         ctx.rows = outcome.rows
         return outcome
+
+    async def _run_action(self, principal: Principal, tool: Tool, bound: dict[str, Any], args: Any,
+                          idempotency_key: str | None) -> Outcome:
+        """An action with an idempotency key or webhook events is recorded around its commit
+        (server/ledger.py), so a crash can neither double it nor lose or invent its events."""
+        events = tool.events if self.bridge.config.webhooks.url else ()
+        if idempotency_key is None:
+            return await self._action(tool, bound, tracked=bool(events), events=events)
+        return await self.bridge.idempotency.run_once(
+            principal.key_id, check_key(idempotency_key), fingerprint(tool.name, args),
+            lambda slot: self._action(tool, bound, tracked=True, slot=slot, events=events),
+            encode=_encode_answer, decode=_replay)
 
     async def _query(self, tool: Tool, bound: dict[str, Any]) -> Outcome:
         cache_key = None
@@ -131,23 +153,36 @@ class ToolExecutor:
         max_rows = min(tool.max_rows or limits.max_rows, limits.max_rows)
         db = await self.bridge.database()
         result = await db.read(tool.steps[0].sql_for(db.engine), bound, max_rows=max_rows,
-                               timeout=limits.query_timeout_seconds)
+                               timeout=limits.query_timeout_seconds, max_bytes=limits.max_response_bytes)
         rows = [_decode_json_columns(row, tool.json_columns) for row in result.rows]
-        outcome = Outcome(rows, len(rows), result.truncated, "query")
+        outcome = Outcome(rows, len(rows), result.truncated, "query", size=result.size)
         if cache_key is not None:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[cache_key] = (time.monotonic() + tool.cache_ttl_seconds, generation, outcome)
         return outcome
 
-    async def _action(self, tool: Tool, bound: dict[str, Any]) -> Outcome:
+    async def _action(self, tool: Tool, bound: dict[str, Any], *, tracked: bool = False,
+                      slot: Slot | None = None, events: tuple[str, ...] = ()) -> Outcome:
         db = await self.bridge.database()
-        last = Rows([], [])
-        async with db.transaction(timeout=self.bridge.config.limits.query_timeout_seconds) as tx:
-            for step in tool.steps:
-                last = await self.run_step(tx, step, db.engine, bound)
+        timeout = self.bridge.config.limits.query_timeout_seconds
+        if tracked:
+            when = dt.datetime.now(dt.UTC)
+            outcome: Outcome = await self.bridge.ledger.run(
+                db, timeout, lambda tx: self._steps(tx, tool, db.engine, bound), slot=slot,
+                events=[(name, lambda o, name=name: body_for(name, o.data, when)) for name in events],
+                encode=_encode_answer)
+        else:
+            async with db.transaction(timeout=timeout) as tx:
+                outcome = await self._steps(tx, tool, db.engine, bound)
         self.clear_cache()  # a write may change what cached queries would answer (here and on other workers)
         self.generation.bump()
+        return outcome
+
+    async def _steps(self, tx: Transaction, tool: Tool, engine: str, bound: dict[str, Any]) -> Outcome:
+        last = Rows([], [])
+        for step in tool.steps:
+            last = await self.run_step(tx, step, engine, bound)
         if last.rows:
             return Outcome(_decode_json_columns(dict(last.rows[0]), tool.json_columns), len(last.rows),
                            kind="action")
@@ -182,7 +217,27 @@ class ToolExecutor:
             raise InvalidParams("`args` values must be strings, numbers, booleans or null.")
         limits = self.bridge.config.limits
         db = await self.bridge.database()
+        call_owner.set(ctx.principal.key_id)  # the key's share of database connections (server.handoff)
         result = await db.read(sql, args, max_rows=limits.max_rows, timeout=limits.query_timeout_seconds,
-                               raw=True)
+                               raw=True, max_bytes=limits.max_response_bytes)
+        outcome = Outcome(result.rows, len(result.rows), result.truncated, "sql", size=result.size)
+        self._bound_answer(ctx, outcome)
         ctx.rows = len(result.rows)
-        return Outcome(result.rows, len(result.rows), result.truncated, "sql")
+        return outcome
+
+    def _bound_answer(self, ctx: CallContext, outcome: Outcome) -> None:
+        """Refuse rows over [limits] max_response_bytes as the caller would receive them: once as JSON
+        over REST, twice over MCP (a tools/call result carries them as text, escaped, and as
+        structuredContent). The database layer already stopped fetching at a lower bound past the limit;
+        the real JSON is measured only for answers within a sixteenth of it (the bound is never more than
+        a few times low), so a lookup pays nothing for this. Actions are not refused: their one row
+        comes after a commit, and refusing it would hide a write that was made."""
+        limit = self.bridge.config.limits.max_response_bytes
+        if outcome.size * 16 <= limit:
+            return
+        body = dumps_bytes(outcome.data)
+        size = len(body)
+        if ctx.protocol == "mcp":
+            size = 2 * size + body.count(b'"') + body.count(b"\\")
+        if size > limit:
+            raise ResponseTooLarge(limit)

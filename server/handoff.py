@@ -56,3 +56,86 @@ class Handoff(Generic[T]):
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(make_error())
+
+
+K = TypeVar("K")
+
+
+class Shares(Generic[K]):
+    """How many of a pool's places (SQLite readers, PostgreSQL connections) each owner (an API key) holds.
+
+    An owner may always hold up to `share` places (half the pool); beyond that it may take one more only
+    while `spare` places (one) would still be left to everyone else. So a key alone uses nearly the
+    whole pool, and a key flooding with slow statements still leaves room for another key's call, which
+    then reclaims places as the flood's statements end (max-min fair over time). An owner that may not
+    take a place waits in a queue of its own, first come first served. Taking and giving back a place is
+    a dict update, with no coroutine, unless someone waits.
+    """
+
+    def __init__(self, share: int, capacity: int | None = None, spare: int = 1) -> None:
+        self.share = max(1, share)
+        self.capacity = capacity  # None: an owner never holds more than `share`
+        self.spare = spare
+        self._held: dict[K, int] = {}
+        self._total = 0
+        self._queues: dict[K, Handoff[None]] = {}
+
+    def held(self, owner: K) -> int:
+        return self._held.get(owner, 0)
+
+    def _allowed(self, count: int) -> bool:
+        """May an owner holding `count` places take one more?"""
+        if count < self.share:
+            return True
+        return self.capacity is not None and self.capacity - self._total - 1 >= self.spare
+
+    def take_now(self, owner: K) -> bool:
+        """Take one of the owner's places if it may (and nobody of its own waits for one)."""
+        count = self._held.get(owner, 0)
+        if owner in self._queues or not self._allowed(count):
+            return False
+        self._held[owner] = count + 1
+        self._total += 1
+        return True
+
+    async def take(self, owner: K, wait: float | None = None) -> None:
+        """One place for the owner, waiting at most `wait` seconds (TimeoutError), behind the owner's own
+        earlier requests, until it may take one."""
+        if self.take_now(owner):
+            return
+        queue = self._queues.get(owner)
+        if queue is None:
+            queue = self._queues[owner] = Handoff()
+        waiter = queue.join()
+        try:
+            if wait is None:
+                await queue.wait(lambda _: self.give_back(owner), waiter)
+            else:
+                async with asyncio.timeout(wait):
+                    await queue.wait(lambda _: self.give_back(owner), waiter)
+        finally:
+            if not queue and self._queues.get(owner) is queue:
+                del self._queues[owner]
+
+    def give_back(self, owner: K) -> None:
+        """The owner's place is free: it goes to the first waiting owners that may take one now."""
+        count = self._held.get(owner, 0) - 1
+        if count > 0:
+            self._held[owner] = count
+        else:
+            self._held.pop(owner, None)
+        self._total -= 1
+        if self._queues:
+            self._hand_out()
+
+    def _hand_out(self) -> None:
+        for owner, queue in list(self._queues.items()):
+            while queue and self._allowed(self._held.get(owner, 0)):
+                self._held[owner] = self._held.get(owner, 0) + 1  # counted before the waiter runs
+                self._total += 1
+                if not queue.give(None):  # nobody left in it after all
+                    self._held[owner] -= 1
+                    self._total -= 1
+                    if not self._held[owner]:
+                        del self._held[owner]
+                    break

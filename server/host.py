@@ -25,6 +25,8 @@ from server.config import Config, ConfigError
 from server.events import ServerStateChanged
 from server.http.app import create_app
 from server.tls import CertificateInfo
+from server.tunnel.control import TunnelControl
+from server.tunnel.manager import TunnelManager
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,6 +99,7 @@ class ServerHost:
         self.url: str | None = None
         self.port: int | None = None
         self.certificate: CertificateInfo | None = None  # shown to the owner (fingerprint) when on TLS
+        self.tunnels = TunnelManager(bridge)  # the managed tunnel ([tunnel] in config.toml), once listening
 
     async def start(self) -> str:
         config = self.bridge.config
@@ -129,6 +132,10 @@ class ServerHost:
                 "fingerprint_sha256": self.certificate.fingerprint}})
         self.bridge.events.publish(ServerStateChanged("serving", self.url))
         self.bridge.watch_reachability()
+        try:
+            await self.tunnels.open(self.runner)
+        except Exception:  # the server still serves this PC; the tunnel's own events tell the owner
+            log.exception("the tunnel could not be started")
         return self.url
 
     async def stop(self) -> None:
@@ -137,6 +144,7 @@ class ServerHost:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        await self.tunnels.close()  # after the runner: requests already in the tunnel get their answers
         await self.bridge.stop()
         self.bridge.events.publish(ServerStateChanged("stopped"))
 
@@ -147,6 +155,7 @@ class ThreadedServerHost:
     def __init__(self, bridge: Bridge) -> None:
         self.host = ServerHost(bridge)
         self.loop = eventloop.new_event_loop()
+        self.tunnel = TunnelControl(self)  # the app's handle on the tunnel of whichever host serves
         self._thread = threading.Thread(target=self._run, name="voka-server", daemon=True)
         self._thread.start()
 

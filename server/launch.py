@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 from server.bundled import ensure_default_catalog, ensure_demo_database
@@ -15,6 +17,9 @@ from server.state import connect_state
 
 def prepare(paths: Paths, config_file: str | None, *, demo: bool) -> tuple[Config, str]:
     """Load the config, lay down default files, and decide which database URL to serve."""
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"{config_file}: no such file (given with --config); check the path, or leave "
+                          "--config out to use the home folder's config.toml")
     paths.ensure()
     config = load_config(Path(config_file) if config_file else paths.config_file)
     ensure_default_catalog(paths.tools_file)
@@ -28,6 +33,28 @@ def prepare(paths: Paths, config_file: str | None, *, demo: bool) -> tuple[Confi
     return config, url
 
 
+log = logging.getLogger(__name__)
+
+ENV_KEY_MIN = 16  # refused below: guessable, and it carries every scope
+ENV_KEY_GOOD = 32  # warned below
+
+
+def _check_env_key(key: str) -> None:
+    """MCP_API_KEY is taken with full scopes, so a short one is a weak spot worth saying out loud."""
+    advice = ("use a long random value, e.g. the output of "
+              "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`, or a key from "
+              "`voka-bridge keys create`")
+    if len(key) < ENV_KEY_MIN:
+        raise ConfigError(f"MCP_API_KEY is only {len(key)} characters, and it opens every tool and raw SQL: "
+                          f"at least {ENV_KEY_MIN} are required ({ENV_KEY_GOOD} or more recommended); "
+                          f"{advice}")
+    if len(key) < ENV_KEY_GOOD:
+        message = (f"MCP_API_KEY is only {len(key)} characters and opens every tool and raw SQL; "
+                   f"{ENV_KEY_GOOD} or more are recommended: {advice}")
+        log.warning(message)
+        print(f"warning: {message}", file=sys.stderr)
+
+
 def first_run_keys(paths: Paths, *, demo: bool
                    ) -> tuple[list[tuple[str, Principal]], tuple[ApiKey, str] | None]:
     """The static keys (MCP_API_KEY when set) and, when there is no key at all yet, a first key with its
@@ -35,6 +62,7 @@ def first_run_keys(paths: Paths, *, demo: bool
     works across restarts with or without a keyring."""
     env_key = os.environ.get("MCP_API_KEY", "").strip()
     if env_key:
+        _check_env_key(env_key)
         register_secret(env_key)
         return [(env_key, env_principal())], None
     conn = connect_state(paths.state_db)

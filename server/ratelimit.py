@@ -187,11 +187,19 @@ class _Slot:
     """One request's place in its key's queue (a plain class: this runs on every request, and an
     @asynccontextmanager generator costs several times as much)."""
 
-    __slots__ = ("_entry", "_key", "_limiter")
+    __slots__ = ("_entry", "_key", "_left", "_limiter")
 
     def __init__(self, limiter: ConcurrencyLimiter, key: str) -> None:
         self._limiter = limiter
         self._key = key
+        self._left = False
+
+    def leave(self) -> None:
+        """Give the place back before the block ends (a response that turns into a long-lived event
+        stream holds a stream place instead)."""
+        if not self._left:
+            self._left = True
+            self._limiter._release(self._key, self._entry)
 
     async def __aenter__(self) -> None:
         limiter, key = self._limiter, self._key
@@ -207,7 +215,8 @@ class _Slot:
         await entry.waiters.wait(lambda _: limiter._release(key, entry))
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter._release(self._key, self._entry)
+        if not self._left:
+            self._limiter._release(self._key, self._entry)
 
 
 class AuthThrottle:
@@ -244,3 +253,29 @@ class AuthThrottle:
             return (float(self.allowance), now, now + seconds, strikes + 1), seconds
 
         return self._table.update(client, count)
+
+
+class StreamLimiter:
+    """At most `limit` open event streams per key; the next one is refused at once (a stream is not a
+    request to queue: it would wait for another stream to end, which may be never)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def open(self, key: str) -> bool:
+        if self._open.get(key, 0) >= self.limit:
+            return False
+        self._open[key] = self._open.get(key, 0) + 1
+        return True
+
+    def close(self, key: str) -> None:
+        left = self._open.get(key, 0) - 1
+        if left > 0:
+            self._open[key] = left
+        else:
+            self._open.pop(key, None)
+
+    def count(self, key: str) -> int:
+        return self._open.get(key, 0)
+

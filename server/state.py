@@ -1,16 +1,17 @@
-"""state.sqlite3: key metadata, the audit log, idempotency records and, with several workers, the MCP
-sessions they share (never a secret).
+"""state.sqlite3: key metadata, the audit log, idempotency records, the webhook outbox and, with several
+workers, the MCP sessions they share (never a secret).
 
 Plain sqlite3 so the CLI can use it synchronously; the server runs these calls on one dedicated thread.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS = [
     """
@@ -68,18 +69,67 @@ _MIGRATIONS = [
     );
     CREATE INDEX mcp_sessions_key ON mcp_sessions(key_id, last_used);
     """,
+    # Actions whose commit must be known after a crash (server/ledger.py), the process holding an
+    # idempotency claim (server/liveness.py), and the webhook outbox (server/webhooks/outbox.py).
+    """
+    ALTER TABLE idempotency ADD COLUMN owner TEXT;
+    ALTER TABLE idempotency ADD COLUMN intent TEXT;
+    CREATE TABLE intents (
+        id         TEXT PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        database   TEXT NOT NULL,
+        txid       INTEGER,
+        key_id     TEXT,
+        idem_key   TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE webhook_outbox (
+        id           TEXT PRIMARY KEY,
+        event        TEXT NOT NULL,
+        body         TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        intent       TEXT,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        created_at   REAL NOT NULL,
+        expires_at   REAL NOT NULL,
+        next_at      REAL NOT NULL,
+        lease_until  REAL NOT NULL DEFAULT 0,
+        last_error   TEXT,
+        last_status  INTEGER,
+        finished_at  REAL
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox(status, next_at);
+    CREATE INDEX webhook_outbox_intent ON webhook_outbox(intent)
+    """,
 ]
 
 
 def connect_state(path: Path) -> sqlite3.Connection:
     """Open (creating and migrating as needed) the state database."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _owner_only(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
     _set_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     if conn.execute("PRAGMA user_version").fetchone()[0] < len(_MIGRATIONS):
         _migrate(conn)
     return conn
+
+
+def _owner_only(path: Path) -> None:
+    """Key hashes and the audit log are the owner's alone: the file is made (or made again) 0600 before
+    SQLite opens it, and SQLite gives its -wal and -shm files the same permissions."""
+    if os.name != "posix":
+        return  # Windows: the per-user profile folder's ACL already keeps other users out
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError:
+        return  # SQLite will say what is wrong with the path
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _set_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:

@@ -1,8 +1,10 @@
 """A real PostgreSQL server for the suite: a throwaway role and demo database per test session.
 
 The session creates a non-superuser LOGIN role with a random password, loads the demo schema and rows
-into a template database *as that role* (so it owns them, as a shop's own account would), and every
-test gets its own fresh copy of the template. Everything is dropped at the end.
+into a template database *as that role* (so it owns them, as a shop's own account would), takes from
+PUBLIC in that database EXECUTE on the functions a READ ONLY transaction does not stop (as the SQL that
+`voka-bridge check` prints does, server.db.pgsafety; copies of the template inherit it), and every test
+gets its own fresh copy of the template. Everything is dropped at the end.
 
 Where to find the server: `VOKA_TEST_PG_ADMIN_DSN` (a role that may create roles and databases), by
 default `postgresql://postgres@127.0.0.1:5432/postgres` (trust auth on a developer machine; `.ci/run`
@@ -24,10 +26,12 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+
+from server.db.pgsafety import revoke_risky_sql
 
 ADMIN_DSN_ENV = "VOKA_TEST_PG_ADMIN_DSN"
 REQUIRE_ENV = "VOKA_TEST_REQUIRE_POSTGRES"
@@ -56,8 +60,13 @@ class PgServer:
         secret = f":{quote(self.password, safe='')}" if password else ""
         return f"postgresql://{self.role}{secret}@{self.host}:{self.port}/{database}"
 
-    async def admin(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        con = await asyncpg.connect(self.admin_dsn, timeout=10)
+    async def admin(self, sql: str, *args: Any, database: str | None = None) -> list[asyncpg.Record]:
+        """Run SQL as the admin role, in the admin DSN's database or in `database`."""
+        dsn = self.admin_dsn
+        if database is not None:
+            parts = urlsplit(dsn)
+            dsn = urlunsplit((parts.scheme, parts.netloc, "/" + _ident(database), parts.query, ""))
+        con = await asyncpg.connect(dsn, timeout=10)
         try:
             return await con.fetch(sql, *args)
         finally:
@@ -91,6 +100,7 @@ class PgServer:
             await con.execute("ANALYZE")
         finally:
             await con.close()
+        await self.admin(revoke_risky_sql(self.role), database=self.template)
 
     async def teardown(self) -> None:
         for name in [*self.databases, self.template]:
@@ -225,6 +235,12 @@ class PrivateCluster:
                 await con.execute((DEMO / "data.sql").read_text())
             finally:
                 await con.close()
+            shop = f"postgresql://voka_admin:{quote(self.admin_password, safe='')}@127.0.0.1:{self.port}/{self.database}"
+            admin = await asyncpg.connect(shop, timeout=10)
+            try:  # as the SQL `voka-bridge check` prints does
+                await admin.execute(revoke_risky_sql(self.role))
+            finally:
+                await admin.close()
 
         asyncio.run(load())
 

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.controller import AppController
+from app.widgets.tunnel_panel import TunnelPanel
 from server.autostart import Autostart, launch_command
 from server.config import Config, ConfigError
 from server.config_edit import write_settings
@@ -110,12 +111,16 @@ class SettingsPage(QWidget):
         app_layout.addWidget(self.start_at_login)
         app_layout.addWidget(logs)
 
+        tunnel_box = QGroupBox("Tunnel (how Voka reaches this PC; applies at once)")
+        self.tunnel = TunnelPanel(controller)
+        QVBoxLayout(tunnel_box).addWidget(self.tunnel)
+
         self.save_button = QPushButton("Save and restart server")
         self.save_button.clicked.connect(self.save)
         self.message = QLabel()
         self.message.setWordWrap(True)
         layout = QVBoxLayout(self)
-        for box in (server_box, tls_box, limits_box, app_box):
+        for box in (server_box, tunnel_box, tls_box, limits_box, app_box):
             layout.addWidget(box)
         row = QHBoxLayout()
         row.addStretch(1)

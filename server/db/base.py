@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ class Rows:
     rows: list[dict[str, Any]]
     truncated: bool = False
     changes: int = -1  # rows a write statement touched, where the engine says
+    size: int = 0  # a lower bound of the rows' JSON in bytes, counted by reads given max_bytes
 
 
 @dataclass
@@ -36,6 +38,10 @@ class Table:
 
 
 Params = dict[str, Any] | list[Any]
+
+# The API key (its id) a request runs for, set by the tool executor: the backends count the connections
+# each key holds against its share (`owner` of read/transaction, when not given).
+call_owner: ContextVar[str | None] = ContextVar("voka_db_owner", default=None)
 
 
 class Transaction(Protocol):
@@ -62,12 +68,18 @@ class Database(ABC):
         """One real round trip; raises DatabaseUnavailable when it fails."""
 
     @abstractmethod
-    async def read(self, sql: str, params: Params, *, max_rows: int, timeout: float,
-                   raw: bool = False) -> Rows:
-        """Run one read-only statement, enforced by the engine; at most max_rows rows."""
+    async def read(self, sql: str, params: Params, *, max_rows: int, timeout: float, raw: bool = False,
+                   max_bytes: int | None = None, owner: str | None = None) -> Rows:
+        """Run one read-only statement, enforced by the engine; at most max_rows rows.
+
+        `max_bytes`: refuse (ResponseTooLarge) an answer whose rows would take more than this as JSON,
+        found while the rows arrive (server.db.budget). `owner` (an API key id; `call_owner` when not
+        given): one owner holds at most a share of the connections at once, so its flood of slow
+        statements leaves room for others."""
 
     @abstractmethod
-    def transaction(self, *, timeout: float) -> AbstractAsyncContextManager[Transaction]:
+    def transaction(self, *, timeout: float, owner: str | None = None
+                    ) -> AbstractAsyncContextManager[Transaction]:
         """A write transaction: committed when the block ends normally, rolled back otherwise."""
 
     @abstractmethod

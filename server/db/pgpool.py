@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -35,6 +36,8 @@ class Pooled:
     con: asyncpg.Connection
     idle_since: float = 0.0
     armed: str | None = None  # the BEGIN ... text of the (empty) transaction it waits in, if any
+    owner: str | None = None  # the API key it is lent to (PostgresDatabase counts its share)
+    guard: Any = None  # PostgresDatabase's _WireGuard for its socket, once made (False: none possible)
 
 
 class ConnectionPool:

@@ -10,6 +10,13 @@ notifications made inside), so nothing a statement did is there for the next req
 the same round trip opens the next read's transaction, which stays empty until that read's statement
 (server.db.pgpool explains why that is harmless). Rows come through a cursor stopped at max_rows + 1.
 
+Limits that protect everyone else: the server ends a statement at `statement_timeout` (and the client
+cancels it a second later if the server could not); one API key holds up to half the pool, and more only
+while one connection stays free (server.handoff.Shares), so its flood of slow statements always leaves
+room for another key's call; an answer's rows are counted
+against `max_response_bytes` as they are decoded, and the bytes arriving on the socket are counted too
+(_WireGuard), so a single 400 MB value is cut off after a few MB instead of being received whole.
+
 The password comes from DATABASE_URL or the OS keyring (never config.toml) and is registered with the log
 redactor; no message built here contains it.
 """
@@ -38,7 +45,8 @@ import asyncpg
 import asyncpg.exceptions as pgerr
 
 from server.config import DatabaseSettings
-from server.db.base import Column, Database, Params, Rows, Table
+from server.db.base import Column, Database, Params, Rows, Table, call_owner
+from server.db.budget import fixed_size, row_size
 from server.db.pgpool import ConnectionPool, PoolClosed, Pooled
 from server.db.pgsafety import ROLE_SQL, RoleReport, quote_ident
 from server.errors import (
@@ -51,7 +59,9 @@ from server.errors import (
     InvalidParams,
     QueryTimeout,
     ReadOnlyViolation,
+    ResponseTooLarge,
 )
+from server.handoff import Shares
 from server.logs import redact, register_secret
 from server.secretstore import SecretStore
 from server.sqlparams import to_numbered
@@ -87,6 +97,82 @@ _PLAIN_TYPES = frozenset({str, int, bool, type(None), decimal.Decimal, dt.date, 
                           dt.timedelta, bytes, uuid.UUID, dict})
 
 
+
+
+class _WireGuard(asyncio.Protocol):
+    """Between a connection's socket and asyncpg's protocol while a raw SQL statement runs: counts the
+    bytes of its answer as they arrive and, past `limit`, drops the connection, so no answer (not even one
+    value of it) is ever received whole. asyncpg keeps a message until it is complete, and a single 400 MB
+    value is one message; this is the only place where its size shows before it is all in memory.
+
+    Put in place with the transport's public set_protocol for the statement only (`arm`) and taken out
+    after (`disarm`), so other reads pay nothing; everything but data_received is passed straight on.
+    """
+
+    def __init__(self, transport: asyncio.Transport, protocol: asyncio.Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._forward = protocol.data_received
+        self.limit: int | None = None
+        self.received = 0
+        self.tripped = False
+
+    @classmethod
+    def around(cls, con: asyncpg.Connection) -> _WireGuard | None:
+        """A guard for this connection's socket, if its transport lets one in."""
+        transport = getattr(con, "_transport", None)
+        if transport is None or not hasattr(transport, "set_protocol"):
+            return None
+        return cls(transport, transport.get_protocol())
+
+    def arm(self, max_bytes: int) -> None:
+        # Rows travel in PostgreSQL's binary format, where a small number can take more bytes than its
+        # JSON (an int8 is 8 bytes and a 4-byte length); 4 times the answer's limit, plus a margin for
+        # the protocol's own messages, is never reached by an answer that fits.
+        self.limit = 4 * max_bytes + _WIRE_MARGIN
+        self.received = 0
+        self.tripped = False
+        self._transport.set_protocol(self)
+
+    def disarm(self) -> None:
+        self.limit = None
+        if self._transport.get_protocol() is self:
+            self._transport.set_protocol(self._protocol)
+
+    def data_received(self, data: bytes) -> None:
+        limit = self.limit
+        if limit is not None:
+            self.received += len(data)
+            if self.received > limit:
+                self.tripped = True
+                self.limit = None
+                self._transport.abort()  # asyncpg sees a lost connection; the pool drops it
+                return
+        self._forward(data)
+
+    def eof_received(self) -> bool | None:
+        return self._protocol.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._protocol.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._protocol.resume_writing()
+
+
+_WIRE_MARGIN = 1024 * 1024
+
+
+def _guard(pooled: Pooled) -> _WireGuard | None:
+    """The connection's _WireGuard, made on first use (None when its transport does not allow one: then
+    an answer is still counted row by row, only after it arrived)."""
+    guard = pooled.guard
+    if guard is None:
+        guard = pooled.guard = _WireGuard.around(pooled.con) or False
+    return guard or None
 
 
 def _not_a_query() -> ReadOnlyViolation:
@@ -379,6 +465,8 @@ class PostgresDatabase(Database):
         self._shapes: OrderedDict[str, _Shape] = OrderedDict()
         self._numbered: dict[str, tuple[str, list[str]]] = {}
         self._last_warning = 0.0
+        # one API key holds half the pool, more only while one connection stays free for others
+        self.shares: Shares[str] = Shares(settings.pool_max // 2, capacity=settings.pool_max)
         if self.target.url_password:
             register_secret(self.target.url_password)
 
@@ -458,8 +546,8 @@ class PostgresDatabase(Database):
                 raise self._unavailable(exc) from None
 
     # ---- reads -----------------------------------------------------------------------------
-    async def read(self, sql: str, params: Params, *, max_rows: int, timeout: float,
-                   raw: bool = False) -> Rows:
+    async def read(self, sql: str, params: Params, *, max_rows: int, timeout: float, raw: bool = False,
+                   max_bytes: int | None = None, owner: str | None = None) -> Rows:
         if raw and self.role is not None and self.role.privileged and not self.settings.allow_privileged_role:
             raise Forbidden(self.role.refusal(), code="privileged_role")
         if isinstance(params, dict):
@@ -469,12 +557,15 @@ class PostgresDatabase(Database):
             args = list(params)
         begin = self._begin(timeout, read_only=True)
         for attempt in (1, 2):
-            pooled = await self._acquire(timeout)
+            pooled = await self._acquire(timeout, owner)
             con = pooled.con
             failure: BaseException | None = None
+            guard = _guard(pooled) if raw and max_bytes is not None else None
             try:
                 await _start(pooled, begin)
-                return await self._stream(con, sql, args, max_rows, timeout, raw)
+                if guard is not None:
+                    guard.arm(max_bytes)  # type: ignore[arg-type]
+                return await self._stream(con, sql, args, max_rows, timeout, raw, max_bytes)
             except pgerr.InvalidCachedStatementError as exc:
                 failure = exc
                 self._shapes.pop(sql, None)
@@ -483,19 +574,36 @@ class PostgresDatabase(Database):
                                               code="schema_changed") from None
             except BaseException as exc:
                 failure = exc
+                if guard is not None and guard.tripped:
+                    raise ResponseTooLarge(max_bytes) from None  # type: ignore[arg-type]
                 raise self._translate(exc, raw=raw) from None
             finally:
+                if guard is not None:
+                    guard.disarm()
                 self._release(pooled, clean=await _end_read(pooled, failure, rearm=begin))
         raise AssertionError("unreachable")
 
     async def _stream(self, con: asyncpg.Connection, sql: str, args: list[Any], max_rows: int,
-                      timeout: float, raw: bool) -> Rows:
+                      timeout: float, raw: bool, max_bytes: int | None = None) -> Rows:
         shape = await self._shape(con, sql, timeout + _CLIENT_GRACE)
         if raw and not shape.columns:
             raise _not_a_query()
         records, _ = await self._run(con, sql, shape, args, max_rows + 1, timeout + _CLIENT_GRACE)
         truncated = len(records) > max_rows
-        return Rows(list(shape.columns), [_row(r) for r in records[:max_rows]], truncated)
+        columns = list(shape.columns)
+        if max_bytes is None:
+            return Rows(columns, [_row(r) for r in records[:max_rows]], truncated)
+        # all arrived already (raw SQL: bounded on the wire by _WireGuard)
+        rows = []
+        size = 0
+        for record in records[:max_rows]:
+            row = _row(record)
+            size += row_size(row.values())
+            rows.append(row)
+        size += fixed_size(columns, len(rows))
+        if size > max_bytes:
+            raise ResponseTooLarge(max_bytes)
+        return Rows(columns, rows, truncated, size=size)
 
     async def _shape(self, con: asyncpg.Connection, sql: str, limit: float) -> _Shape:
         """PostgreSQL's own Describe of the statement, once per SQL text (what kind of statement a
@@ -555,8 +663,8 @@ class PostgresDatabase(Database):
 
     # ---- writes ----------------------------------------------------------------------------
     @asynccontextmanager
-    async def transaction(self, *, timeout: float) -> AsyncIterator[_PgTransaction]:
-        pooled = await self._acquire(timeout)
+    async def transaction(self, *, timeout: float, owner: str | None = None) -> AsyncIterator[_PgTransaction]:
+        pooled = await self._acquire(timeout, owner)
         con = pooled.con
         clean = False
         try:
@@ -618,26 +726,49 @@ class PostgresDatabase(Database):
             self._release(pooled, clean=await _end_read(pooled, failure))
 
     # ---- connections and errors ------------------------------------------------------------
-    async def _acquire(self, timeout: float) -> Pooled:
+    async def _acquire(self, timeout: float, owner: str | None = None) -> Pooled:
+        """A pooled connection, within the acquire timeout; `owner` (default: the calling key) first waits
+        for its turn when it holds its share and one more would leave no connection for other keys."""
         pool = self._pool
         if pool is None:
             raise DatabaseUnavailable("The database is not open.")
+        owner = owner or call_owner.get()
+        wait = min(self.settings.acquire_timeout_seconds, timeout)
+        if owner is not None and not self.shares.take_now(owner):
+            started = time.monotonic()
+            try:
+                await self.shares.take(owner, wait)
+            except TimeoutError:
+                raise DatabaseUnavailable(
+                    "This API key already has its share of the database connections busy with earlier "
+                    "requests; try again shortly.", code="database_busy") from None
+            wait = max(0.0, wait - (time.monotonic() - started))
         try:
-            return await pool.acquire(min(self.settings.acquire_timeout_seconds, timeout))
-        except TimeoutError:
-            raise DatabaseUnavailable("All database connections are busy (or the database is not "
-                                      "answering); try again shortly.", code="database_busy") from None
-        except PoolClosed:
-            raise DatabaseUnavailable("The database is not open.") from None
+            pooled = await pool.acquire(wait)
         except BaseException as exc:
+            if owner is not None:
+                self.shares.give_back(owner)
+            if isinstance(exc, TimeoutError):
+                raise DatabaseUnavailable("All database connections are busy (or the database is not "
+                                          "answering); try again shortly.", code="database_busy") from None
+            if isinstance(exc, PoolClosed):
+                raise DatabaseUnavailable("The database is not open.") from None
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                raise
             raise self._unavailable(exc, connecting=True) from None
+        pooled.owner = owner
+        return pooled
 
     def _release(self, pooled: Pooled, *, clean: bool = True) -> None:
-        """Back to the pool; a connection whose state we could not restore is closed instead."""
+        """Back to the pool; a connection whose state we could not restore is closed instead. Then the
+        owner's share place is free (for its next waiting request, if any)."""
+        owner, pooled.owner = pooled.owner, None
         if self._pool is not None:
             self._pool.release(pooled, reusable=clean)
         elif not _gone(pooled.con):
             pooled.con.terminate()
+        if owner is not None:
+            self.shares.give_back(owner)
 
     def _unavailable(self, exc: BaseException, *, connecting: bool = False) -> DatabaseUnavailable:
         where = f"PostgreSQL at {self.target.host}:{self.target.port}"

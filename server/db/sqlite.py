@@ -1,8 +1,19 @@
 """SQLite backend: WAL, one serialized writer, a pool of read-only readers.
 
 Raw SQL is made read-only by SQLite itself: readers open the file with mode=ro, set query_only, and an
-authorizer refuses every write, ATTACH, PRAGMA and extension loading. A progress handler enforces the
-time limit, so a runaway query is interrupted inside the engine rather than abandoned.
+authorizer refuses every write, ATTACH, PRAGMA and extension loading.
+
+Raw SQL never runs on the event loop's thread: it goes straight to a reader thread, where a timer on the
+loop calls `Connection.interrupt()` at the time limit (a progress handler also checks the limit every
+few thousand instructions, but one instruction can be a 100 MB string operation). A catalog read is
+tried on the loop for at most INLINE_BUDGET (a point lookup takes microseconds) and moves to a thread
+when it needs longer. One API key holds up to half the readers, and more only while one is left free
+for other keys (server.handoff.Shares); /health has a connection of its own. So neither a slow statement
+nor one key's flood of them holds up anyone else.
+
+Answers are bounded: SQLITE_LIMIT_LENGTH on the readers makes SQLite itself refuse any value (in the
+answer or on the way to it) larger than the answer may be, and rows are counted as they arrive
+(server.db.budget), so an oversized answer stops at the first row past the limit.
 """
 
 from __future__ import annotations
@@ -11,18 +22,20 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import queue
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from server.db.base import Column, Database, Params, Rows, Table
+from server.db.base import Column, Database, Params, Rows, Table, call_owner
+from server.db.budget import AnswerBudget, rows_size
 from server.errors import (
     BadRequest,
     BridgeError,
@@ -31,14 +44,19 @@ from server.errors import (
     InternalError,
     QueryTimeout,
     ReadOnlyViolation,
+    ResponseTooLarge,
 )
-from server.handoff import Handoff
+from server.handoff import Handoff, Shares
 
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
                     getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
 _FORBIDDEN_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
 _PROGRESS_STEPS = 2000
-INLINE_BUDGET = 0.002  # seconds a read may hold the event loop before it moves to a worker thread
+INLINE_BUDGET = 0.002  # seconds a catalog read may hold the event loop before it moves to a worker thread
+# SQLITE_LIMIT_LENGTH never below this (it also bounds SQL text and bound values: 20,000 characters of
+# SQL may take 80,000 bytes), nor above SQLite's own maximum.
+_MIN_VALUE_LIMIT = 128 * 1024
+_FEW_ROWS = 4  # reads of at most this many rows are fetched at once and counted after
 log = logging.getLogger(__name__)
 
 
@@ -68,6 +86,14 @@ class _Deadline:
 
     def expired(self) -> bool:
         return time.monotonic() > self.at
+
+
+def _time_is_up(conn: sqlite3.Connection, deadline: _Deadline) -> None:
+    """The loop timer at a worker read's limit: mark the deadline passed (so "interrupted" reads as a
+    timeout, and the progress handler stops the statement too), then interrupt SQLite wherever it is.
+    Thread-safe, and a no-op on a connection with no statement running."""
+    deadline.at = float("-inf")
+    conn.interrupt()
 
 
 def sqlite_path(url: str, base: Path) -> Path:
@@ -107,22 +133,43 @@ def _constraint_message(message: str) -> str:
     return "The change conflicts with the data in the database."
 
 
-def _fetch(conn: sqlite3.Connection, sql: str, params: dict[str, Any], limit: int
-           ) -> tuple[list[tuple[Any, ...]], list[str]]:
-    """At most `limit` rows, never the whole result."""
+_Fetched = tuple[list[tuple[Any, ...]], list[str], int]
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: dict[str, Any], limit: int, max_bytes: int | None
+           ) -> _Fetched:
+    """At most `limit` rows, never the whole result; with `max_bytes`, counted as they arrive and
+    refused (ResponseTooLarge) at the first row that takes the answer past it (the one extra row fetched
+    to tell a truncated answer is not counted: it is not sent)."""
     cursor = conn.execute(sql, params)
     try:
-        return cursor.fetchmany(limit), [d[0] for d in cursor.description or ()]
+        columns = [d[0] for d in cursor.description or ()]
+        if max_bytes is None:
+            return cursor.fetchmany(limit), columns, 0
+        if limit <= _FEW_ROWS:  # a lookup: fetched at once, then counted (each value is capped anyway)
+            rows = cursor.fetchmany(limit)
+            return rows, columns, rows_size(columns, rows[:limit - 1], max_bytes)
+        budget = AnswerBudget(max_bytes, columns)
+        add = budget.add
+        counted = limit - 1
+        rows: list[tuple[Any, ...]] = []
+        for row in cursor:
+            if len(rows) < counted:
+                add(row)
+            rows.append(row)
+            if len(rows) >= limit:
+                break
+        return rows, columns, budget.used
     finally:
         cursor.close()
 
 
 def _fetch_patiently(conn: sqlite3.Connection, deadline: _Deadline, sql: str, params: dict[str, Any],
-                     limit: int) -> tuple[list[tuple[Any, ...]], list[str]]:
+                     limit: int, max_bytes: int | None) -> _Fetched:
     """The worker-thread path: like _fetch, but waits out a briefly locked file until the deadline."""
     while True:
         try:
-            return _fetch(conn, sql, params, limit)
+            return _fetch(conn, sql, params, limit, max_bytes)
         except sqlite3.OperationalError as exc:
             locked = "locked" in str(exc) or "busy" in str(exc)
             if not locked or deadline.expired():
@@ -130,21 +177,79 @@ def _fetch_patiently(conn: sqlite3.Connection, deadline: _Deadline, sql: str, pa
             time.sleep(0.005)
 
 
-_Reader = tuple[sqlite3.Connection, _Deadline]
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
-def _open_reader(path: Path) -> _Reader:
-    """A read-only connection: mode=ro, query_only, the authorizer, and a deadline-checking handler.
+class _ReadThread:
+    """A reader's own thread. A read's job goes in through a SimpleQueue and its result comes back with
+    call_soon_threadsafe: the least a hop to another thread costs in asyncio (a ThreadPoolExecutor adds
+    a concurrent Future, its lock and condition, and the chaining of two futures)."""
 
-    busy_timeout stays 0 so a read tried on the event loop never sleeps there; the worker path waits.
-    """
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None,
-                           check_same_thread=False)
-    conn.execute("PRAGMA query_only=ON")
-    conn.set_authorizer(_read_only_authorizer)
-    deadline = _Deadline()
-    conn.set_progress_handler(deadline, _PROGRESS_STEPS)
-    return conn, deadline
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> asyncio.Future[Any]:
+        future = loop.create_future()
+        self._jobs.put((loop, future, fn, args))
+        return future
+
+    def _serve(self) -> None:
+        jobs = self._jobs
+        while (job := jobs.get()) is not None:
+            loop, future, fn, args = job
+            try:
+                outcome: tuple[Any, BaseException | None] = (fn(*args), None)
+            except BaseException as exc:  # handed to the caller, whatever it is
+                outcome = (None, exc)
+            with suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+            del job, future, outcome
+
+    def stop(self) -> None:
+        """Finish the job in hand, then end."""
+        self._jobs.put(None)
+        self._thread.join()
+
+
+class _Reader:
+    """A read-only connection, its deadline, and the value-length limit it is set to."""
+
+    __slots__ = ("conn", "deadline", "max_length", "thread", "value_limit")
+
+    def __init__(self, path: Path) -> None:
+        """mode=ro, query_only, the authorizer, and a deadline-checking progress handler.
+
+        busy_timeout stays 0 so a read tried on the event loop never sleeps there; the worker path waits.
+        """
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute("PRAGMA query_only=ON")
+            conn.set_authorizer(_read_only_authorizer)
+            self.deadline = _Deadline()
+            conn.set_progress_handler(self.deadline, _PROGRESS_STEPS)
+            self.max_length = self.value_limit = conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+
+    def limit_values(self, max_bytes: int | None) -> None:
+        """SQLITE_LIMIT_LENGTH for the next read: no value larger than the answer may be (SQLite then
+        refuses it with SQLITE_TOOBIG instead of building it); SQLite's own maximum without a limit."""
+        wanted = self.max_length if max_bytes is None else min(max(max_bytes, _MIN_VALUE_LIMIT),
+                                                                 self.max_length)
+        if wanted != self.value_limit:
+            self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, wanted)
+            self.value_limit = wanted
 
 
 class SqliteDatabase(Database):
@@ -162,7 +267,10 @@ class SqliteDatabase(Database):
         self._idle: list[_Reader] = []
         self._waiting: Handoff[_Reader] = Handoff()
         self._readers: list[sqlite3.Connection] = []
-        self._read_threads: ThreadPoolExecutor | None = None
+        self._read_threads: list[_ReadThread] | None = None
+        # one API key holds half the readers, more only while one stays free for others (server.handoff)
+        self.shares: Shares[str] = Shares(readers // 2, capacity=readers)
+        self._health: sqlite3.Connection | None = None  # /health's own connection
 
     def describe(self) -> str:
         return f"SQLite file {self.path}"
@@ -176,23 +284,31 @@ class SqliteDatabase(Database):
                            "synchronous=NORMAL"):
                 await self._writer.execute(f"PRAGMA {pragma}")
             await self._writer.set_progress_handler(self._writer_deadline, _PROGRESS_STEPS)
-            self._read_threads = ThreadPoolExecutor(self._readers_wanted, thread_name_prefix="sqlite-read")
-            for _ in range(self._readers_wanted):
-                reader, deadline = _open_reader(self.path)
-                self._readers.append(reader)
-                self._idle.append((reader, deadline))
+            self._read_threads = []
+            for number in range(self._readers_wanted):
+                reader = _Reader(self.path)
+                self._readers.append(reader.conn)
+                reader.thread = _ReadThread(f"sqlite-read-{number}")
+                self._read_threads.append(reader.thread)
+                self._idle.append(reader)
+            self._health = _Reader(self.path).conn
         except sqlite3.Error as exc:
             await self.close()
             raise DatabaseUnavailable(f"Cannot open the SQLite file {self.path}: {exc}") from None
 
     async def close(self) -> None:
         if self._read_threads is not None:
-            self._read_threads.shutdown(wait=True)
+            for thread in self._read_threads:
+                thread.stop()
             self._read_threads = None
         for reader in self._readers:
             with suppress(sqlite3.Error):
                 reader.close()
         self._readers.clear()
+        health, self._health = self._health, None
+        if health is not None:
+            with suppress(sqlite3.Error):
+                health.close()
         self._idle = []
         self._waiting.fail(lambda: DatabaseUnavailable("The database was closed."))
         if self._writer is not None:
@@ -201,59 +317,93 @@ class SqliteDatabase(Database):
         self._writer = None
 
     async def ping(self) -> None:
+        """A round trip on /health's own connection (on the loop: it takes microseconds and never
+        waits), so readers busy with slow statements never make the database look down."""
+        health = self._health
+        if health is None:
+            raise DatabaseUnavailable("The database is not open.")
         if not self.path.is_file():
             raise DatabaseUnavailable(f"The SQLite file {self.path} is missing.")
-        await self.read("SELECT 1", {}, max_rows=1, timeout=2.0)
+        try:
+            health.execute("SELECT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable(f"The SQLite file {self.path} cannot be read: {exc}") from None
 
-    async def read(self, sql: str, params: Params, *, max_rows: int, timeout: float,
-                   raw: bool = False) -> Rows:
-        """Try the read on the event loop for at most INLINE_BUDGET (a point lookup takes microseconds,
-        and skipping the thread hop avoids GIL hand-offs that dominate latency under load); a read that
-        needs longer is interrupted by SQLite and run again on a worker thread under the full limit.
-        Reads change nothing, so running one again is safe."""
+    async def read(self, sql: str, params: Params, *, max_rows: int, timeout: float, raw: bool = False,
+                   max_bytes: int | None = None, owner: str | None = None) -> Rows:
+        """A catalog read is tried on the event loop for at most INLINE_BUDGET (a point lookup takes
+        microseconds, and skipping the thread hop avoids GIL hand-offs that dominate latency under
+        load); one that needs longer is interrupted by SQLite and run again on a worker thread under the
+        full limit (reads change nothing, so running one again is safe). Raw SQL always runs on a worker
+        thread. `owner` (the API key; the calling key when not given) waits when it holds its share of the
+        readers and taking one more would leave none free for other keys."""
         if not self._readers or self._read_threads is None:
             raise DatabaseUnavailable("The database is not open.")
-        # a reader is nearly always free (reads on the event loop return theirs at once)
-        conn, deadline = self._idle.pop() if self._idle else await self._waiting.wait(self._give_back)
-        started = time.monotonic()
-        bound = _bind(params)
+        owner = owner or call_owner.get()
+        if owner is not None and not self.shares.take_now(owner):
+            await self.shares.take(owner)
         try:
-            deadline.at = started + min(timeout, INLINE_BUDGET)
+            # a reader is nearly always free (reads on the event loop return theirs at once)
+            reader = self._idle.pop() if self._idle else await self._waiting.wait(self._give_back)
+            started = time.monotonic()
+            deadline = reader.deadline
+            limit = max_rows + 1
             try:
-                fetched, columns = _fetch(conn, sql, bound, max_rows + 1)
-            except sqlite3.OperationalError as exc:
-                if not _needs_more_time(exc, timeout):
-                    raise
-                deadline.at = started + timeout
-                fetched, columns = await self._on_worker(conn, deadline, sql, bound, max_rows + 1)
-        except sqlite3.Error as exc:
-            raise self._translate(exc, deadline, raw) from None
+                bound = _bind(params)
+                reader.limit_values(max_bytes)
+                if raw:
+                    deadline.at = started + timeout
+                    fetched, columns, size = await self._on_worker(reader, sql, bound, limit, max_bytes,
+                                                                   timeout)
+                else:
+                    deadline.at = started + min(timeout, INLINE_BUDGET)
+                    try:
+                        fetched, columns, size = _fetch(reader.conn, sql, bound, limit, max_bytes)
+                    except sqlite3.OperationalError as exc:
+                        if not _needs_more_time(exc, timeout):
+                            raise
+                        deadline.at = started + timeout
+                        fetched, columns, size = await self._on_worker(reader, sql, bound, limit, max_bytes,
+                                                                       started + timeout - time.monotonic())
+            except sqlite3.Error as exc:
+                raise self._translate(exc, deadline, raw, max_bytes) from None
+            finally:
+                deadline.at = float("inf")
+                self._give_back(reader)
         finally:
-            deadline.at = float("inf")
-            self._give_back((conn, deadline))
+            if owner is not None:
+                self.shares.give_back(owner)
         truncated = len(fetched) > max_rows
-        return Rows(columns, [dict(zip(columns, row, strict=False)) for row in fetched[:max_rows]], truncated)
+        return Rows(columns, [dict(zip(columns, row, strict=False)) for row in fetched[:max_rows]], truncated,
+                    size=size)
 
     def _give_back(self, reader: _Reader) -> None:
         if not self._waiting.give(reader):
             self._idle.append(reader)
 
-    async def _on_worker(self, conn: sqlite3.Connection, deadline: _Deadline, sql: str,
-                         bound: dict[str, Any], limit: int) -> tuple[list[tuple[Any, ...]], list[str]]:
-        """Run on a worker thread; a cancelled caller interrupts the statement and waits for the
-        thread to let go of the connection before it goes back to the pool."""
+    async def _on_worker(self, reader: _Reader, sql: str, bound: dict[str, Any], limit: int,
+                         max_bytes: int | None, remaining: float) -> _Fetched:
+        """Run on a worker thread, interrupted by a loop timer when `remaining` seconds are up; a
+        cancelled caller interrupts the statement too, and waits for the thread to let go of the
+        connection before it goes back to the pool."""
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._read_threads, _fetch_patiently, conn, deadline, sql, bound, limit)
+        conn, deadline = reader.conn, reader.deadline
+        timer = loop.call_later(max(0.0, remaining), _time_is_up, conn, deadline)
+        work = reader.thread.submit(loop, _fetch_patiently, conn, deadline, sql, bound, limit, max_bytes)
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
             conn.interrupt()
-            with suppress(sqlite3.Error):
+            with suppress(sqlite3.Error, BridgeError):
                 await work
             raise
+        finally:
+            timer.cancel()
 
     @asynccontextmanager
-    async def transaction(self, *, timeout: float) -> AsyncIterator[_SqliteTransaction]:
+    async def transaction(self, *, timeout: float, owner: str | None = None
+                          ) -> AsyncIterator[_SqliteTransaction]:
+        """The one writer, in turn (`owner` is not counted: writes already queue one at a time)."""
         if self._writer is None:
             raise DatabaseUnavailable("The database is not open.")
         async with self._write_lock:
@@ -291,10 +441,13 @@ class SqliteDatabase(Database):
                                     next(iter(count))[0]))
         return tables
 
-    def _translate(self, exc: sqlite3.Error, deadline: _Deadline, raw: bool) -> BridgeError:
+    def _translate(self, exc: sqlite3.Error, deadline: _Deadline, raw: bool,
+                   max_bytes: int | None = None) -> BridgeError:
         message = str(exc)
         if isinstance(exc, sqlite3.OperationalError) and message == "interrupted" and deadline.expired():
             return QueryTimeout("The query took too long and was stopped.")
+        if max_bytes is not None and getattr(exc, "sqlite_errorname", "") == "SQLITE_TOOBIG":
+            return ResponseTooLarge(max_bytes, single_value=True)
         if isinstance(exc, sqlite3.IntegrityError):
             return Conflict(_constraint_message(message), code="constraint_violation")
         if any(text in message for text in ("not authorized", "authorization denied", "readonly database")):

@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler, Middleware
 from server.bridge import Bridge
 from server.errors import RateLimited, Unauthorized
 from server.events import AuthBlocked
-from server.http.appstate import BRIDGE, CLIENT, context
+from server.http.appstate import BRIDGE, CLIENT, SLOT, context
 from server.keys import Principal
 from server.ratelimit import ConcurrencyLimiter, TooManyInFlight
 
@@ -122,7 +122,8 @@ def auth_and_limits(bridge: Bridge, concurrency: ConcurrencyLimiter) -> Middlewa
                               f"{int(window)} s reached; retry in {decision.retry_after} s.",
                               headers=headers)
         try:
-            async with concurrency.slot(principal.key_id):
+            slot = request[SLOT] = concurrency.slot(principal.key_id)
+            async with slot:
                 response = await handler(request)
         except TooManyInFlight:
             context(request).detail["reason"] = (f"over {concurrency.limit} requests in progress and "

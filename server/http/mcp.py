@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,7 +23,7 @@ from aiohttp import web
 from server.config import ServerSettings
 from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from server.executor import CallContext
-from server.http.appstate import BRIDGE, context
+from server.http.appstate import BRIDGE, SLOT, context
 from server.http.body import read_json
 from server.http.security import lift_deadline
 from server.mcp.dispatch import SERVER_INFO, McpService
@@ -54,6 +55,7 @@ from server.mcp.sessions import Session, SessionLimit
 MCP = web.AppKey("mcp", McpService)
 PATH = "/mcp"
 KEEPALIVE_SECONDS = 15.0
+CLOSED_CHECK_SECONDS = 1.0
 MAX_BATCH = 16
 REQUEST_CANCELLED = -32800  # the handshake-era answer to a request the client cancelled (as the SDK sends)
 RATE_LIMITED = -32005
@@ -146,25 +148,56 @@ def sse_event(message: dict[str, Any]) -> bytes:
 
 
 async def pump(request: web.Request, response: web.StreamResponse,
-               queue: asyncio.Queue[dict[str, Any] | None], meta: dict[str, Any] | None = None) -> None:
-    """Write queued messages as SSE events until the queue is closed (None) or the client goes away.
+               queue: asyncio.Queue[dict[str, Any] | None], meta: dict[str, Any] | None = None, *,
+               idle: float = math.inf) -> None:
+    """Write queued messages as SSE events until the queue is closed (None), the client goes away, or
+    no message has come for `idle` seconds (keep-alive pings do not count).
 
     `meta` is stamped into each notification's `params._meta` (a listen stream names its subscription).
     """
+    loop = asyncio.get_running_loop()
+    quiet_until = loop.time() + idle
+    ping_at = loop.time() + KEEPALIVE_SECONDS
     while True:
+        # Wake at least every CLOSED_CHECK_SECONDS: a client that went away frees its stream place soon.
+        wait = min(CLOSED_CHECK_SECONDS, ping_at - loop.time(), quiet_until - loop.time())
         try:
-            message = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+            message = await asyncio.wait_for(queue.get(), max(wait, 0))
         except TimeoutError:
             transport = request.transport
-            if transport is None or transport.is_closing():
+            if transport is None or transport.is_closing() or loop.time() >= quiet_until:
                 return
-            await response.write(b": ping\n\n")
+            if loop.time() >= ping_at:
+                await response.write(b": ping\n\n")
+                ping_at = loop.time() + KEEPALIVE_SECONDS
             continue
         if message is None:
             return
+        quiet_until = loop.time() + idle
         if meta is not None:
             message = {**message, "params": {**message.get("params", {}), "_meta": meta}}
         await response.write(sse_event(message))
+
+
+@contextlib.contextmanager
+def stream_place(request: web.Request, ctx: CallContext, service: McpService,
+                 request_id: int | str | None = None) -> Iterator[float]:
+    """An event stream's own place among its key's streams ([rate_limit] max_streams_per_key), taken
+    instead of the request place the auth stage gave it, so open streams never starve the key's calls.
+    Yields how long the stream may stay quiet before it is closed."""
+    key = ctx.principal.key_id if ctx.principal is not None else "-"
+    places = service.stream_places
+    if not places.open(key):
+        raise Refusal(429, RpcError(RATE_LIMITED, f"This key already has {places.limit} event streams open; "
+                                    "close one before opening another.", audit_code="too_many_streams"),
+                      request_id, headers={"Retry-After": "5"})
+    slot = request.get(SLOT)
+    if slot is not None:
+        slot.leave()  # type: ignore[attr-defined]
+    try:
+        yield service.bridge.config.limits.stream_idle_seconds
+    finally:
+        places.close(key)
 
 
 # ---- the endpoint --------------------------------------------------------------------------------
@@ -174,6 +207,7 @@ def endpoint(service: McpService) -> Callable[[web.Request], Awaitable[web.Strea
     async def mcp_endpoint(request: web.Request) -> web.StreamResponse:
         ctx = context(request)
         ctx.protocol = "mcp"
+        ctx.idempotency_key = request.headers.get("Idempotency-Key")  # for tools/call (server/mcp/tools.py)
         try:
             origin_policy(service.bridge.config.server).check(request)
             header = request.headers.get(VERSION_HEADER)
@@ -348,15 +382,16 @@ async def handshake_stream(request: web.Request, ctx: CallContext, service: McpS
         raise Refusal(409, RpcError(INVALID_REQUEST, "Conflict: Only one SSE stream is allowed per session"))
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     lift_deadline(request)
-    session.streams.add(queue)
-    try:
-        response = web.StreamResponse(headers={**_SSE_HEADERS, SESSION_HEADER: session.id})
-        await response.prepare(request)
-        with contextlib.suppress(ConnectionResetError):
-            await pump(request, response, queue)
-    finally:
-        session.streams.discard(queue)
-        session.last_used = time.monotonic()
+    with stream_place(request, ctx, service) as idle:
+        session.streams.add(queue)
+        try:
+            response = web.StreamResponse(headers={**_SSE_HEADERS, SESSION_HEADER: session.id})
+            await response.prepare(request)
+            with contextlib.suppress(ConnectionResetError):
+                await pump(request, response, queue, idle=idle)
+        finally:
+            session.streams.discard(queue)
+            session.last_used = time.monotonic()
     return response
 
 
@@ -424,19 +459,20 @@ async def listen(request: web.Request, ctx: CallContext, service: McpService,
     stamp = {SUBSCRIPTION_ID: message.id}
     lift_deadline(request)  # a listen stream is meant to stay open
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    service.listeners[queue] = bool(honored)
-    try:
-        response = web.StreamResponse(headers=_SSE_HEADERS)
-        await response.prepare(request)
-        await response.write(sse_event({"jsonrpc": "2.0",
-                                        "method": "notifications/subscriptions/acknowledged",
-                                        "params": {"notifications": honored, "_meta": stamp}}))
-        with contextlib.suppress(ConnectionResetError):
-            await pump(request, response, queue, stamp)
-            await response.write(sse_event(result(message.id, {
-                "resultType": "complete", "_meta": {META_SERVER_INFO: SERVER_INFO}})))
-    finally:
-        service.listeners.pop(queue, None)
+    with stream_place(request, ctx, service, message.id) as idle:
+        service.listeners[queue] = bool(honored)
+        try:
+            response = web.StreamResponse(headers=_SSE_HEADERS)
+            await response.prepare(request)
+            await response.write(sse_event({"jsonrpc": "2.0",
+                                            "method": "notifications/subscriptions/acknowledged",
+                                            "params": {"notifications": honored, "_meta": stamp}}))
+            with contextlib.suppress(ConnectionResetError):
+                await pump(request, response, queue, stamp, idle=idle)
+                await response.write(sse_event(result(message.id, {
+                    "resultType": "complete", "_meta": {META_SERVER_INFO: SERVER_INFO}})))
+        finally:
+            service.listeners.pop(queue, None)
     return response
 
 

@@ -113,13 +113,26 @@ def _errors() -> dict[str, Any]:
     return responses
 
 
-def _operation(summary: str, body: dict[str, Any], result: str) -> dict[str, Any]:
-    return {"post": {
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Runs an action at most once per API key and key: a retry gets the first answer "
+                   "(marked Idempotent-Replayed: true); the same key with another body is a 409.",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}
+_REPLAYED = {"Idempotent-Replayed": {"description": "true when this is the stored first answer to the "
+                                                    "Idempotency-Key", "schema": {"type": "string"}}}
+
+
+def _operation(summary: str, body: dict[str, Any], result: str, *, actions: bool = False) -> dict[str, Any]:
+    operation: dict[str, Any] = {
         "summary": summary,
         "requestBody": {"required": True, "content": _json(body)},
-        "responses": {"200": {"description": "Done", "headers": _RATE_HEADERS,
+        "responses": {"200": {"description": "Done",
+                              "headers": {**_RATE_HEADERS, **(_REPLAYED if actions else {})},
                               "content": _json(_ref(result))}, **_errors()},
-    }}
+    }
+    if actions:
+        operation["parameters"] = [_IDEMPOTENCY_KEY]
+    return {"post": operation}
 
 
 def document(bridge: Any, principal: Principal | None) -> dict[str, Any]:
@@ -142,11 +155,13 @@ def document(bridge: Any, principal: Principal | None) -> dict[str, Any]:
         "security": [{"ApiKey": []}, {"Bearer": []}],
         "paths": {
             "/": _operation("Run a query or an action (the Voka envelope)",
-                            {"oneOf": [_ref("QueryEnvelope"), _ref("ActionEnvelope")]}, "AnyResult"),
+                            {"oneOf": [_ref("QueryEnvelope"), _ref("ActionEnvelope")]}, "AnyResult",
+                            actions=True),
             "/query": _operation("Run a catalog query, or read-only SQL with the sql scope",
                                  {"oneOf": [_ref("QueryEnvelope"), _ref("QueryParams")]}, "QueryResult"),
             "/action": _operation("Run a catalog action",
-                                  {"oneOf": [_ref("ActionEnvelope"), _ref("ActionParams")]}, "ActionResult"),
+                                  {"oneOf": [_ref("ActionEnvelope"), _ref("ActionParams")]}, "ActionResult",
+                                  actions=True),
             "/health": {"get": {
                 "summary": "Liveness with a real database round trip; details only with a valid key",
                 "security": [{}, {"ApiKey": []}, {"Bearer": []}],

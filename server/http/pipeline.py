@@ -41,8 +41,14 @@ def error_response(exc: BridgeError) -> web.Response:
 
 
 def client_address(request: web.Request, bridge: Bridge) -> str:
-    """The caller's address; behind a trusted local tunnel, the one its X-Forwarded-For names."""
+    """The caller's address. Through the managed tunnel (a request on its ingress listener), the one its
+    provider's header names (CF-Connecting-IP, or ngrok's X-Forwarded-For hop); on any other connection
+    such headers are not believed, except X-Forwarded-For from a loopback peer when the owner set
+    `[server] trust_forwarded_for` for a proxy of their own."""
     remote = request.remote or "unknown"
+    ingress = bridge.tunnel_ingress
+    if ingress is not None and ingress.arrived(request):
+        return ingress.client(request) or remote
     if bridge.config.server.trust_forwarded_for:
         forwarded = request.headers.get("X-Forwarded-For")
         try:

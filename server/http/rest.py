@@ -11,10 +11,12 @@ from server.executor import Outcome
 from server.http.appstate import BRIDGE, context
 from server.http.body import read_json_object
 from server.http.pipeline import json_response
+from server.idempotency import check_key
 
 _QUERY_HELP = ('A query is {"name": "TOOL", "params": {...}} or, with the sql scope, '
                '{"query": "SELECT ... WHERE id = $1", "args": [...]}.')
 _ACTION_HELP = 'An action is {"action": "TOOL", "params": {...}}.'
+_REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 def _unwrap(body: dict[str, Any], expected: str | None) -> tuple[str, dict[str, Any]]:
@@ -44,6 +46,9 @@ async def _dispatch(request: web.Request, expected: str | None) -> web.Response:
     ctx = context(request)
     body = await read_json_object(request, bridge.config.limits.max_body_bytes)
     method, params = _unwrap(body, expected)
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key is not None:  # malformed is refused on any call; only actions use it
+        check_key(idempotency_key)
     executor = bridge.executor
     if method == "query":
         if "query" in params and "name" not in params:
@@ -59,8 +64,10 @@ async def _dispatch(request: web.Request, expected: str | None) -> web.Response:
             raise BadRequest(_ACTION_HELP, code="missing_tool")
         _only(params, {"action", "params"}, _ACTION_HELP)
         outcome = await executor.call_tool(ctx, params["action"], params.get("params"), kind="action",
-                                           idempotency_key=request.headers.get("Idempotency-Key"))
-    return json_response(_success(outcome))
+                                           idempotency_key=idempotency_key)
+    # A replayed first answer says so (the header Stripe's API uses too), so Voka can tell a retry's
+    # answer from a new action.
+    return json_response(_success(outcome), headers=_REPLAYED if outcome.replayed else None)
 
 
 def _only(params: dict[str, Any], allowed: set[str], help_text: str) -> None:

@@ -99,7 +99,8 @@ def guard(bridge: Bridge, deadlines: Deadlines) -> Middleware:
         settings = bridge.config.server
         host = request.headers.get("Host")
         if settings.is_loopback and host is not None and not _answers_to(
-                host, settings.host, settings.public_url, tuple(settings.allowed_origins)):
+                host, settings.host, settings.public_url, tuple(settings.allowed_origins)) and not (
+                bridge.tunnel_ingress is not None and bridge.tunnel_ingress.answers_to(request, host)):
             _warn_host(request.app, host)
             context(request).detail["reason"] = "host not allowed"
             raise Forbidden("This server does not answer to that host name. If a tunnel or proxy forwards "

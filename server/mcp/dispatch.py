@@ -28,6 +28,7 @@ from server.mcp.protocol import (
 )
 from server.mcp.sessions import SessionStore, SharedSessionStore
 from server.mcp.tools import McpTools
+from server.ratelimit import StreamLimiter
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class McpService:
                         else SessionStore())
         self.sessions = sessions
         self.tools = McpTools(bridge.executor)
+        # Open event streams per key ([rate_limit] max_streams_per_key): places apart from request places.
+        self.stream_places = StreamLimiter(bridge.config.rate_limit.max_streams_per_key)
         # 2026-07-28 listen streams -> whether each asked for tools/list_changed
         self.listeners: dict[asyncio.Queue[dict[str, Any] | None], bool] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -155,5 +158,5 @@ def finish_modern(method: str, result: dict[str, Any]) -> dict[str, Any]:
     if method in CACHEABLE:
         result["ttlMs"] = 0
         result["cacheScope"] = "private"
-    result["_meta"] = {META_SERVER_INFO: SERVER_INFO}
+    result["_meta"] = {**result.get("_meta", {}), META_SERVER_INFO: SERVER_INFO}
     return result

@@ -6,6 +6,7 @@ from typing import Any
 
 from server.bridge import Bridge
 from server.jsonsafe import dumps
+from server.ledger import TRACE_TABLE
 from server.mcp.protocol import INVALID_PARAMS, MODERN_VERSIONS, RESOURCE_NOT_FOUND, RpcError
 
 SCHEMA_URI = "voka://schema"
@@ -39,6 +40,6 @@ async def read_resource(bridge: Bridge, params: dict[str, Any], version: str) ->
         "tables": [{"name": table.name, "row_count": table.row_count,
                     "columns": [{"name": c.name, "type": c.type, "nullable": c.nullable,
                                  "primary_key": c.primary_key} for c in table.columns]}
-                   for table in tables],
+                   for table in tables if table.name != TRACE_TABLE],  # ours, not the shop's
     }
     return {"contents": [{"uri": SCHEMA_URI, "mimeType": SCHEMA_MIME, "text": dumps(document)}]}

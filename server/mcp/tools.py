@@ -20,6 +20,10 @@ from server.mcp.protocol import INTERNAL_ERROR, INVALID_PARAMS, RpcError
 
 PAGE_SIZE = 100
 SQL_TOOL = "run_sql"
+# An action's idempotency key over MCP (DESIGN section 10): the `Idempotency-Key` HTTP header, or this
+# key in the tools/call `params._meta`; a replayed first answer carries `_meta[META_REPLAYED] = true`.
+META_IDEMPOTENCY_KEY = "voka/idempotencyKey"
+META_REPLAYED = "voka/replayed"
 
 QUERY_OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -135,6 +139,13 @@ class McpTools:
         visible = tool is not None and principal.may_use_tool(name) and tool.kind in principal.scopes
         if not is_sql and not visible:
             raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:64]}", audit_code="unknown_tool")
+        meta = params.get("_meta")
+        idempotency_key = meta.get(META_IDEMPOTENCY_KEY) if isinstance(meta, dict) else None
+        if idempotency_key is None:
+            idempotency_key = ctx.idempotency_key
+        elif ctx.idempotency_key is not None and ctx.idempotency_key != idempotency_key:
+            return error_result(f"The Idempotency-Key header and _meta[\"{META_IDEMPOTENCY_KEY}\"] differ; "
+                                "send one key.", ctx, "idempotency_conflict")
         try:
             if is_sql:
                 args = arguments or {}
@@ -144,7 +155,7 @@ class McpTools:
                                         ctx, "invalid_params")
                 outcome = await self.executor.run_sql(ctx, args.get("query"), args.get("args"))
             else:
-                outcome = await self.executor.call_tool(ctx, name, arguments)
+                outcome = await self.executor.call_tool(ctx, name, arguments, idempotency_key=idempotency_key)
         except BridgeError as exc:
             if 400 <= exc.status < 500 and exc.status not in (401, 403):
                 return error_result(exc.message, ctx, exc.code)
@@ -160,8 +171,11 @@ def structured(outcome: Outcome) -> dict[str, Any]:
 
 def success_result(outcome: Outcome) -> dict[str, Any]:
     content = structured(outcome)
-    return {"content": [{"type": "text", "text": dumps(content)}], "structuredContent": content,
-            "isError": False}
+    result = {"content": [{"type": "text", "text": dumps(content)}], "structuredContent": content,
+              "isError": False}
+    if outcome.replayed:
+        result["_meta"] = {META_REPLAYED: True}
+    return result
 
 
 def error_result(message: str, ctx: CallContext, code: str) -> dict[str, Any]:

@@ -139,6 +139,11 @@ def test_second_instance_brings_the_first_forward(desktop, qtbot):
         qtbot.waitUntil(lambda: shown == [True], timeout=5000)
     finally:
         first.release()
+    third = SingleInstance(name)  # the first one has gone: the next launch is the first again
+    try:
+        assert third.claim()
+    finally:
+        third.release()
 
 
 def test_quit_from_tray_stops_the_server(make_desktop, qtbot):

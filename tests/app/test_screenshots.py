@@ -10,7 +10,7 @@ from app.screenshots import PAGES, take
 def test_screenshot_script_saves_every_page(tmp_path, qtbot):
     saved = take(tmp_path / "shots", traffic_seconds=1.5, pause=0.1)
     names = {path.name for path in saved}
-    assert names == {f"{slug}.png" for _, slug in PAGES} | {"wizard-database.png"}
+    assert names == {f"{slug}.png" for _, slug in PAGES} | {"wizard-database.png", "wizard-reach.png"}
     for path in saved:
         image = QImage(str(path))
         assert image.width() >= 600 and image.height() >= 400, path

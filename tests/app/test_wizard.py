@@ -42,6 +42,7 @@ def test_wizard_completes_and_leaves_a_working_configuration(desktop, qtbot, tmp
     wizard.next()
 
     reach = wizard.reach_page
+    reach.own_tunnel.setChecked(True)
     reach.url.setText("http://not-https.example.com")
     wizard.next()
     assert wizard.currentPage() is reach and "https://" in reach.problem.text()

@@ -288,3 +288,63 @@ def test_keys_create_with_a_keyring_also_keeps_the_secret_there(tmp_path: Path) 
     key = created.stdout.strip().splitlines()[-1]
     assert "kept in your OS keyring" in created.stdout
     assert keyring.get_password("voka-bridge", keyring_account(key_id_of(key) or "")) == key
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "nan", "inf", "soon"])
+def test_expires_days_must_be_a_positive_number(tmp_path: Path, days: str) -> None:
+    result = run_cli("keys", "create", "--name", "voka", "--expires-days", days, "--home", str(tmp_path / "h"))
+    assert result.returncode == 2, result.stdout
+    assert "--expires-days" in result.stderr and "Traceback" not in result.stderr
+    listed = run_cli("keys", "list", "--home", str(tmp_path / "h"))
+    assert "No keys yet" in listed.stdout  # nothing was made
+
+
+def test_a_short_mcp_api_key_is_refused_and_a_middling_one_warned(tmp_path: Path) -> None:
+    refused = run_cli("serve", "--demo", "--home", str(tmp_path / "a"), "--port", str(free_port()),
+                      env={"MCP_API_KEY": "mysecretkey123"})
+    assert refused.returncode != 0
+    assert "MCP_API_KEY is only 14 characters" in refused.stderr and "Traceback" not in refused.stderr
+    assert "mysecretkey123" not in refused.stdout + refused.stderr
+    middling = "k" * 20
+    server = Served(tmp_path / "b", env={"MCP_API_KEY": middling})
+    try:
+        status, _ = post(server.url + "/query", {"name": "check_inventory", "params": {"product_id": "JKT-BLU-M"}},
+                         middling)
+        assert status == 200
+    finally:
+        server.stop()
+    assert server.proc.stderr is not None
+    assert "warning: MCP_API_KEY is only 20 characters" in server.proc.stderr.read()
+
+
+@pytest.mark.parametrize("port", ["80000", "-1", "http"])
+def test_a_bad_port_is_one_clear_line(tmp_path: Path, port: str) -> None:
+    result = run_cli("serve", "--demo", "--home", str(tmp_path / "h"), "--port", port)
+    assert result.returncode == 2 and "--port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_busy_port_says_what_to_do(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("serve", "--demo", "--home", str(tmp_path / "h"), "--port", str(port))
+    assert result.returncode == 1
+    assert "already in use" in result.stderr and "--port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_missing_config_file_given_with_config_is_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    for command in (("serve", "--demo"), ("check",)):
+        result = run_cli(*command, "--home", str(tmp_path / "h"), "--config", str(missing))
+        assert result.returncode == 1, command
+        assert "no such file" in result.stderr and str(missing) in result.stderr
+        assert "listening" not in result.stdout
+
+
+def test_check_says_when_there_is_no_config_toml(tmp_path: Path) -> None:
+    result = run_cli("check", "--home", str(tmp_path / "h"))
+    assert result.returncode == 0, result.stderr
+    assert "config: none yet" in result.stdout and "config: ok" not in result.stdout

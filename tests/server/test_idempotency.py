@@ -69,7 +69,7 @@ async def test_a_duplicate_on_another_worker_waits_for_the_first_answer(tmp_path
     conns = [connect_state(tmp_path / "state.sqlite3") for _ in range(2)]
     runs: list[int] = []
 
-    async def place_order() -> dict[str, int]:
+    async def place_order(_slot: object = None) -> dict[str, int]:
         runs.append(1)
         await asyncio.sleep(0.3)
         return {"id": len(runs)}
@@ -83,14 +83,15 @@ async def test_a_duplicate_on_another_worker_waits_for_the_first_answer(tmp_path
                                                         json.loads) for store in (first, second)))
         assert answers == [{"id": 1}, {"id": 1}] and runs == [1]
 
-        async def fails() -> dict[str, int]:
+        async def fails(_slot: object = None) -> dict[str, int]:
             raise RuntimeError("the database refused the write")
 
         with pytest.raises(RuntimeError):
             await first.run_once("key-a", "call-2", "print", fails, json.dumps, json.loads)
         assert await second.run_once("key-a", "call-2", "print", place_order, json.dumps,
                                      json.loads) == {"id": 2}  # a failed action leaves the key free
-        conns[0].execute("INSERT INTO idempotency VALUES ('key-a', 'call-3', 'print', 0, '', ?)",
+        conns[0].execute("INSERT INTO idempotency (key_id, idem_key, fingerprint, status, response, created_at) "
+                         "VALUES ('key-a', 'call-3', 'print', 0, '', ?)",
                          ((dt.datetime.now(dt.UTC) - ABANDONED - dt.timedelta(seconds=1)).isoformat(),))
         assert await second.run_once("key-a", "call-3", "print", place_order, json.dumps,
                                      json.loads) == {"id": 3}  # a claim left by a dead worker expires
@@ -142,7 +143,7 @@ def busy_state(tmp_path: Path) -> Iterator[BusyState]:
 async def test_the_answer_is_saved_even_when_the_deadline_cancels_the_request_meanwhile(busy_state) -> None:
     runs: list[int] = []
 
-    async def place_order() -> dict[str, int]:
+    async def place_order(_slot: object = None) -> dict[str, int]:
         runs.append(1)
         busy_state.hold()  # another request's state call holds the thread: the save will queue
         return {"id": 1}
@@ -161,12 +162,12 @@ async def test_a_failed_action_frees_the_key_even_when_cancelled_again_while_rel
     started = asyncio.Event()
     runs: list[int] = []
 
-    async def hangs() -> dict[str, int]:
+    async def hangs(_slot: object = None) -> dict[str, int]:
         started.set()
         await asyncio.sleep(60)
         return {"id": 0}
 
-    async def place_order() -> dict[str, int]:
+    async def place_order(_slot: object = None) -> dict[str, int]:
         runs.append(1)
         return {"id": 2}
 
@@ -187,7 +188,7 @@ async def test_a_pending_claim_younger_than_any_action_can_run_is_never_taken_ov
     conn = connect_state(tmp_path / "state.sqlite3")
     runs: list[int] = []
 
-    async def place_order() -> dict[str, int]:
+    async def place_order(_slot: object = None) -> dict[str, int]:
         runs.append(1)
         return {"id": 1}
 
@@ -197,7 +198,8 @@ async def test_a_pending_claim_younger_than_any_action_can_run_is_never_taken_ov
     store = IdempotencyStore(conn, run_here, abandoned_after=dt.timedelta(seconds=660))
     try:
         for age, key in ((ABANDONED + dt.timedelta(minutes=5), "young"), (dt.timedelta(seconds=661), "dead")):
-            conn.execute("INSERT INTO idempotency VALUES ('key-a', ?, 'print', 0, '', ?)",
+            conn.execute("INSERT INTO idempotency (key_id, idem_key, fingerprint, status, response, created_at) "
+                         "VALUES ('key-a', ?, 'print', 0, '', ?)",
                          (key, (dt.datetime.now(dt.UTC) - age).isoformat()))
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(store.run_once("key-a", "young", "print", place_order, json.dumps,

@@ -30,3 +30,21 @@ def test_concurrent_first_opens_create_the_schema_once(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
     assert {"keys", "audit", "idempotency", "mcp_sessions"} <= tables
+
+
+def test_the_state_database_is_readable_by_its_owner_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import stat
+
+    from server.state import connect_state
+
+    path = tmp_path / "state.sqlite3"
+    connect_state(path).close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    os.chmod(path, 0o644)  # a file left by an older version
+    conn = connect_state(path)
+    conn.execute("CREATE TABLE IF NOT EXISTS probe (x)")
+    conn.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    for extra in tmp_path.glob("state.sqlite3-*"):
+        assert stat.S_IMODE(os.stat(extra).st_mode) & 0o077 == 0, extra

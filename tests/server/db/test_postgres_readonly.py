@@ -76,6 +76,14 @@ ESCAPES = [
     "SELECT pg_stat_file('/etc/passwd')",
     "SELECT lo_import('/etc/passwd')",
     "SELECT lo_export(1, '/tmp/voka-pwned')",
+    # functions a READ ONLY transaction lets through, revoked by the least-privilege SQL (pgsafety)
+    "SELECT lo_create(0)",
+    "SELECT lo_from_bytea(0, 'pwned')",
+    "SELECT pg_terminate_backend(pg_backend_pid())",
+    "SELECT pg_cancel_backend(pg_backend_pid())",
+    "SELECT pg_logical_emit_message(false, 'voka', 'pwned')",
+    "SELECT pg_advisory_lock(42)",
+    "SELECT pg_try_advisory_xact_lock(42)",
     # temp tables
     "CREATE TEMP TABLE t AS SELECT * FROM customers",
     "CREATE TEMPORARY TABLE t (x int)",
@@ -97,8 +105,6 @@ ESCAPES = [
 
 # PostgreSQL lets these run in a READ ONLY transaction; the ROLLBACK that ends every read undoes them.
 ROLLED_BACK = [
-    "SELECT lo_create(0)",
-    "SELECT lo_from_bytea(0, 'pwned')",
     "SELECT pg_notify('pwned', 'x')",
 ]
 
@@ -161,7 +167,11 @@ async def test_every_escape_attempt_is_refused_and_nothing_changes(api: RunningS
 
 async def test_nothing_a_statement_does_to_the_session_survives(pg_server: PgServer, pg_db: str,  # noqa: F811
                                                                 make_server) -> None:
-    running: RunningServer = await make_server({"database": {"pool_max": 1}},
+    # A role that may take advisory locks (the least-privilege SQL takes that away) is allowed here, to
+    # show that a lock a statement took is released all the same.
+    await pg_server.admin("GRANT EXECUTE ON FUNCTION pg_advisory_lock(bigint), pg_try_advisory_lock(bigint) "
+                          f"TO {pg_server.role}", database=pg_db)
+    running: RunningServer = await make_server({"database": {"pool_max": 1, "allow_privileged_role": True}},
                                                database_url=pg_server.url(pg_db))
     key = await running.create_key("analyst", ("query", "sql"))
 

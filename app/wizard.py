@@ -272,7 +272,7 @@ class ConnectWizard(QWizard):
 
         def failed(exc: BaseException) -> None:
             self.button(QWizard.WizardButton.FinishButton).setEnabled(True)
-            self.error = exc.message if isinstance(exc, BridgeError) else str(exc)
+            self.error = exc.detail if isinstance(exc, BridgeError) else str(exc)
             self.finish_page.note.setText(f"✘ Not saved: {self.error}")
 
         self.controller.calls.blocking(apply_connection, self.controller.paths.config_file, database,

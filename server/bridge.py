@@ -114,8 +114,8 @@ class Bridge:
             await self.check_health()
         except BridgeError as exc:
             log.error("database unavailable at start; will keep retrying", extra={"fields": {
-                "database": self._db.describe(), "error": exc.message}})
-            self._set_health(False, exc.message)
+                "database": self._db.describe(), "error": exc.detail}})
+            self._set_health(False, exc.detail)
         try:  # actions a stopped process left unconfirmed: settled before the first request
             await self.ledger.settle_abandoned()
         except Exception:
@@ -217,7 +217,7 @@ class Bridge:
             try:
                 await db.open()
             except BridgeError as exc:  # keep the reason for the requests answered until the next try
-                self._last_connect_error = exc.message
+                self._last_connect_error = exc.detail
                 raise
             self._db_open = True
             log.info("database connected", extra={"fields": {"database": db.describe()}})
@@ -229,7 +229,7 @@ class Bridge:
             await asyncio.wait_for(db.ping(), timeout=3.0)
             self._set_health(True, "ok")
         except BridgeError as exc:
-            self._set_health(False, exc.message)
+            self._set_health(False, exc.detail)
         except (TimeoutError, OSError) as exc:
             self._set_health(False, f"database did not answer: {type(exc).__name__}")
         return self.health

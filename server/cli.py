@@ -360,7 +360,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     except BridgeError as exc:
-        return _fail(f"database: {exc.message}")
+        return _fail(f"database: {exc.detail}")
     return EXIT_OK
 
 

@@ -96,12 +96,12 @@ async def test_connection(url: str, *, password: str | None = None, settings: Da
         db = _backend(url, settings, password, base_dir)
         await db.open()
     except (BridgeError, ConfigError) as exc:
-        return ConnectionReport(False, exc.message if isinstance(exc, BridgeError) else str(exc), [])
+        return ConnectionReport(False, exc.detail if isinstance(exc, BridgeError) else str(exc), [])
     try:
         await db.ping()
         tables = await db.schema()
     except BridgeError as exc:
-        return ConnectionReport(False, exc.message, [])
+        return ConnectionReport(False, exc.detail, [])
     finally:
         await db.close()
     where = db.describe()

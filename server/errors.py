@@ -5,6 +5,8 @@ Adapters (REST, MCP) turn these into their own wire format; nothing else decides
 
 from __future__ import annotations
 
+from typing import Any
+
 from server.logs import redact
 
 
@@ -19,6 +21,7 @@ class BridgeError(Exception):
         message = redact(message)  # a caller's pasted key or password is never echoed back (or logged)
         super().__init__(message)
         self.message = message
+        self.detail = message  # for the owner (log, audit row, app); `message` is what the caller reads
         if code is not None:
             self.code = code
         if status is not None:
@@ -110,7 +113,15 @@ class InternalError(BridgeError):
 
 
 class DatabaseUnavailable(BridgeError):
+    """The caller reads one plain sentence; the cause (a driver's words, a file path) is for the owner
+    only: `detail` goes to the log, the audit row and the app."""
+
     status, code = 503, "database_unavailable"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        if self.code == DatabaseUnavailable.code:  # other codes (database_busy) say only our own words
+            self.message = "The database is unavailable; try again shortly."
 
 
 class QueryTimeout(BridgeError):

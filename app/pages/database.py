@@ -114,7 +114,7 @@ class DatabasePage(QWidget):
     def _failed(self, exc: BaseException) -> None:
         self.test_button.setEnabled(True)
         self.save_button.setEnabled(True)
-        self.result.setText(exc.message if isinstance(exc, BridgeError) else str(exc))
+        self.result.setText(exc.detail if isinstance(exc, BridgeError) else str(exc))
 
     @Slot()
     def save(self) -> None:
@@ -145,7 +145,7 @@ class DatabasePage(QWidget):
 
         self.controller.calls.run(read(), on_done=self._show_schema,
                                   on_error=lambda exc: self.where.setText(
-                                      exc.message if isinstance(exc, BridgeError) else str(exc)))
+                                      exc.detail if isinstance(exc, BridgeError) else str(exc)))
 
     def _show_schema(self, result: tuple[str, list[Table]]) -> None:
         where, tables = result

@@ -486,7 +486,7 @@ class ToolsPage(QWidget):
         self.controller.calls.blocking(work, on_done=written, on_error=failed)
 
     def _problem(self, exc: BaseException) -> None:
-        text = exc.message if isinstance(exc, BridgeError) else str(exc)
+        text = exc.detail if isinstance(exc, BridgeError) else str(exc)
         self.message.setText(f"Not saved: {text}" if isinstance(exc, ConfigError) else text)
 
     # ---- suggestions ---------------------------------------------------------------------------
@@ -566,4 +566,4 @@ class ToolsPage(QWidget):
                                                                   ensure_ascii=False))
 
     def _test_failed(self, exc: BaseException) -> None:
-        self.test_output.setPlainText(exc.message if isinstance(exc, BridgeError) else f"Failed: {exc}")
+        self.test_output.setPlainText(exc.detail if isinstance(exc, BridgeError) else f"Failed: {exc}")

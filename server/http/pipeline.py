@@ -97,6 +97,8 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
 
 def _refuse(ctx: CallContext, exc: BridgeError) -> web.Response:
     ctx.error_code = exc.code
+    if exc.detail != exc.message:  # the cause the caller is not told, for the owner's audit row
+        ctx.detail.setdefault("reason", exc.detail[:300])
     return error_response(exc)
 
 

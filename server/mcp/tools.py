@@ -157,6 +157,8 @@ class McpTools:
             else:
                 outcome = await self.executor.call_tool(ctx, name, arguments, idempotency_key=idempotency_key)
         except BridgeError as exc:
+            if exc.detail != exc.message:  # the cause the caller is not told, for the owner's audit row
+                ctx.detail.setdefault("reason", exc.detail[:300])
             if 400 <= exc.status < 500 and exc.status not in (401, 403):
                 return error_result(exc.message, ctx, exc.code)
             raise RpcError(INTERNAL_ERROR, exc.message, audit_code=exc.code) from None

@@ -270,6 +270,12 @@ async def test_database_missing_is_503(make_server, home, tmp_path) -> None:
     status, body, _ = await running.post("/query", {"name": "check_inventory",
                                                     "params": {"product_id": "SCF-RED"}}, key=key)
     assert (status, body["code"]) == (503, "database_unavailable")
+    # The caller reads one plain sentence; the cause (here a file path) is for the owner only.
+    assert body["error"] == "The database is unavailable; try again shortly."
+    assert "gone.sqlite3" not in str(body)
+    await running.bridge.audit.flush()
+    rows = await running.bridge.on_state(running.bridge.audit.recent, 5)
+    assert "gone.sqlite3" in rows[-1]["detail"]
     status, health, _ = await running.get("/health")
     assert status == 503 and health["status"] == "unhealthy"
 

@@ -149,3 +149,25 @@ async def test_the_reachability_probe_follows_the_tunnels_public_address(make_tu
     await until(lambda: bridge.reachability.url == second.public_url)
     await server.host.tunnels.stop()
     assert bridge.reachability is None  # no [server] public_url to go back to
+
+
+async def test_an_attacker_behind_the_same_tunnel_never_locks_voka_out(make_tunnelled, stand_in_ngrok):
+    """Through the tunnel, every caller here has the stand-in edge's one client address: the attacker's
+    failures block that address, and Voka's correct key is still answered (SECURITY.md, Failed logins)."""
+    server, events = await make_tunnelled({"provider": "ngrok"})
+    up = await events.wait_for(lambda e: e.state == "up")
+    voka = server.keys["voka"]
+    lookup = {"name": "check_inventory", "params": {"product_id": "JKT-BLU-M"}}
+    statuses = []
+    for i in range(14):
+        async with server.session.post(up.public_url + "/query", json=lookup,
+                                       headers={"x-api-key": f"vbk_{i:012x}_guess"}) as response:
+            statuses.append(response.status)
+    assert statuses[:10] == [401] * 10 and statuses[-1] == 429  # the attacker is throttled
+    for _ in range(3):
+        async with server.session.post(up.public_url + "/query", json=lookup,
+                                       headers={"x-api-key": voka}) as response:
+            assert response.status == 200  # Voka, from the same tunnel address, is not
+    rows = [r for r in await audit_rows(server) if r["route"] == "/query"]
+    assert {r["client"] for r in rows} == {NGROK_CLIENT}
+    assert sorted(r["status"] for r in rows).count(200) == 3

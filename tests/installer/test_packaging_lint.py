@@ -325,11 +325,11 @@ def test_systemd_unit_runs_serve_hardened() -> None:
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.skip("systemd-analyze is not installed (Debian package systemd); the unit is checked as text above")
+        unavailable("systemd-analyze is not installed (Debian package systemd); the unit is checked as text above")
     # The unit names the documented install location; point it at this environment's voka-bridge to verify.
     program = Path(sys.executable).parent / "voka-bridge"
     if not program.is_file():
-        pytest.skip(f"{program} is missing (install the project into this Python)")
+        unavailable(f"{program} is missing (install the project into this Python)")
     unit = tmp_path / "voka-bridge.service"
     unit.write_text(UNIT.read_text(encoding="utf-8").replace("/opt/voka-bridge/venv/bin/voka-bridge", str(program)),
                     encoding="utf-8")

@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import RunningServer
 from tests.postgres_support import PgServer, pg_db, pg_server  # noqa: F401
+from tests.unavailable import unavailable
 
 MB = 1024 * 1024
 ROWS_OF_300_KB = ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000) "
@@ -41,7 +40,7 @@ class PeakMemory:
         try:
             Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from now
         except OSError:
-            pytest.skip("cannot reset the peak resident size here (/proc/self/clear_refs)")
+            unavailable("cannot reset the peak resident size here (/proc/self/clear_refs)")
         self.before = _status_kb("VmRSS")
         return self
 

@@ -2,7 +2,8 @@
 
 Three places share it: the per-key concurrency cap hands over a place, the SQLite backend a reader, the
 PostgreSQL pool a connection (or a free place to open one). The subtle part is the same in each: a waiter
-cancelled in the instant it was handed something must pass it on, or it is lost for good.
+cancelled in the instant it was handed something must pass it on, or it is lost for good. `Shares` below
+counts how many of a pool's places each API key holds.
 """
 
 from __future__ import annotations
@@ -50,6 +51,23 @@ class Handoff(Generic[T]):
                 return True
         return False
 
+    def give_first(self, item: T, accept: Callable[[asyncio.Future[T]], bool]) -> bool:
+        """Hand `item` to the first waiter still waiting that `accept`s it (asked in queue order, and
+        only for waiters still waiting); False when none does."""
+        waiters = self._waiters
+        index = 0
+        while index < len(waiters):
+            waiter = waiters[index]
+            if waiter.done():
+                del waiters[index]
+                continue
+            if accept(waiter):
+                del waiters[index]
+                waiter.set_result(item)
+                return True
+            index += 1
+        return False
+
     def fail(self, make_error: Callable[[], BaseException]) -> None:
         """End every wait with an error (the thing waited for is going away)."""
         while self._waiters:
@@ -68,8 +86,9 @@ class Shares(Generic[K]):
     while `spare` places (one) would still be left to everyone else. So a key alone uses nearly the
     whole pool, and a key flooding with slow statements still leaves room for another key's call, which
     then reclaims places as the flood's statements end (max-min fair over time). An owner that may not
-    take a place waits in a queue of its own, first come first served. Taking and giving back a place is
-    a dict update, with no coroutine, unless someone waits.
+    take a place waits in a queue of its own, first come first served (`take`; the SQLite readers), or
+    the pool asks `take_now` as it hands out places to its own queue (the PostgreSQL pool, so a request
+    waits once). Taking and giving back a place is a dict update, with no coroutine, unless someone waits.
     """
 
     def __init__(self, share: int, capacity: int | None = None, spare: int = 1) -> None:

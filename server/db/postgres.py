@@ -487,7 +487,8 @@ class PostgresDatabase(Database):
         self._connect = {"dsn": self.target.dsn, "password": password, "ssl": self._ssl(),
                          "server_settings": {"application_name": "voka-bridge",
                                              "idle_in_transaction_session_timeout": "60000"}}
-        pool = ConnectionPool(self._new_connection, self.settings.pool_max, _IDLE_LIFETIME)
+        pool = ConnectionPool(self._new_connection, self.settings.pool_max, _IDLE_LIFETIME,
+                              shares=self.shares)
         warm = max(1, min(self.settings.pool_min, self.settings.pool_max))
         held: list[Pooled] = []
         try:
@@ -727,48 +728,33 @@ class PostgresDatabase(Database):
 
     # ---- connections and errors ------------------------------------------------------------
     async def _acquire(self, timeout: float, owner: str | None = None) -> Pooled:
-        """A pooled connection, within the acquire timeout; `owner` (default: the calling key) first waits
-        for its turn when it holds its share and one more would leave no connection for other keys."""
+        """A pooled connection, within the acquire timeout; `owner` (default: the calling key) waits its
+        turn while it holds its share and one more would leave no connection for other keys."""
         pool = self._pool
         if pool is None:
             raise DatabaseUnavailable("The database is not open.")
         owner = owner or call_owner.get()
-        wait = min(self.settings.acquire_timeout_seconds, timeout)
-        if owner is not None and not self.shares.take_now(owner):
-            started = time.monotonic()
-            try:
-                await self.shares.take(owner, wait)
-            except TimeoutError:
+        try:
+            return await pool.acquire(min(self.settings.acquire_timeout_seconds, timeout), owner)
+        except TimeoutError:
+            if owner is not None and self.shares.held(owner) >= self.shares.share:
                 raise DatabaseUnavailable(
                     "This API key already has its share of the database connections busy with earlier "
                     "requests; try again shortly.", code="database_busy") from None
-            wait = max(0.0, wait - (time.monotonic() - started))
-        try:
-            pooled = await pool.acquire(wait)
+            raise DatabaseUnavailable("All database connections are busy (or the database is not "
+                                      "answering); try again shortly.", code="database_busy") from None
+        except PoolClosed:
+            raise DatabaseUnavailable("The database is not open.") from None
         except BaseException as exc:
-            if owner is not None:
-                self.shares.give_back(owner)
-            if isinstance(exc, TimeoutError):
-                raise DatabaseUnavailable("All database connections are busy (or the database is not "
-                                          "answering); try again shortly.", code="database_busy") from None
-            if isinstance(exc, PoolClosed):
-                raise DatabaseUnavailable("The database is not open.") from None
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
-                raise
             raise self._unavailable(exc, connecting=True) from None
-        pooled.owner = owner
-        return pooled
 
     def _release(self, pooled: Pooled, *, clean: bool = True) -> None:
-        """Back to the pool; a connection whose state we could not restore is closed instead. Then the
-        owner's share place is free (for its next waiting request, if any)."""
-        owner, pooled.owner = pooled.owner, None
+        """Back to the pool (which frees its owner's share place); a connection whose state we could not
+        restore is closed instead."""
         if self._pool is not None:
             self._pool.release(pooled, reusable=clean)
         elif not _gone(pooled.con):
             pooled.con.terminate()
-        if owner is not None:
-            self.shares.give_back(owner)
 
     def _unavailable(self, exc: BaseException, *, connecting: bool = False) -> DatabaseUnavailable:
         where = f"PostgreSQL at {self.target.host}:{self.target.port}"

@@ -110,3 +110,32 @@ async def test_terminate_ends_every_wait_at_once(pg_server: PgServer, pg_db: str
         await asyncio.wait_for(waiter, 2.0)  # not left to hang: the deadline sweeper is stopped too
     pool.release(held, reusable=True)  # closed, not kept, once the pool is shut
     assert held.con.is_closed() and pool.idle == 0
+
+
+async def test_an_owner_past_its_share_waits_in_line_while_another_owner_is_served(
+        pg_server: PgServer, pg_db: str, tag: str) -> None:  # noqa: F811
+    """Shares(2, capacity=4): one owner takes three connections (its half, and one more while one stays
+    free); its fourth request waits, skipped by the queue, while another owner's request is served first;
+    it gets its turn once taking one leaves one free again, or times out (no place is lost either way)."""
+    from server.handoff import Shares
+
+    shares: Shares[str] = Shares(2, capacity=4)
+    pool = ConnectionPool(make_pool(pg_server, pg_db, tag, 4)._connect, 4, 30.0, shares=shares)
+    held = [await pool.acquire(1.0, "flood") for _ in range(3)]
+    assert shares.held("flood") == 3
+    with pytest.raises(TimeoutError):
+        await pool.acquire(0.2, "flood")  # a free connection exists, but not for this owner
+    fourth = asyncio.create_task(pool.acquire(5.0, "flood"))
+    await asyncio.sleep(0.05)
+    other = await pool.acquire(1.0, "other")  # jumps ahead of the waiting flood request
+    assert not fourth.done() and other.owner == "other"
+    pool.release(held.pop(), reusable=True)  # flood 2 + other 1: a third for flood would leave none free
+    await asyncio.sleep(0.05)
+    assert not fourth.done() and pool.idle == 1
+    pool.release(other, reusable=True)  # now it may
+    got = await asyncio.wait_for(fourth, 2.0)
+    assert got.owner == "flood" and shares.held("flood") == 3
+    for pooled in [*held, got]:
+        pool.release(pooled, reusable=True)
+    assert shares.held("flood") == shares.held("other") == 0 and pool.idle == 4
+    await pool.close()

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import keyring
+import keyring.backends.fail
 import pytest
 
 from server.bridge import Bridge
@@ -155,3 +157,15 @@ async def server(make_server: ServerFactory) -> RunningServer:
     await running.create_key("writer", ("query", "action"))
     await running.create_key("analyst", ("query", "action", "sql"))
     return running
+
+
+@pytest.fixture
+def no_keyring() -> Iterator[None]:
+    """This process without a usable keyring, as on a headless Linux box with no Secret Service (an app
+    test requests it before make_desktop, so the app stops before the keyring comes back)."""
+    previous = keyring.get_keyring()
+    keyring.set_keyring(keyring.backends.fail.Keyring())
+    try:
+        yield
+    finally:
+        keyring.set_keyring(previous)

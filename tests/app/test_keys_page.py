@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
-import keyring
-import keyring.backends.fail
-import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
@@ -146,17 +142,6 @@ def test_rename_in_the_keys_page_shows_in_the_audit_of_outside_requests(desktop,
 
 NOT_HERE = ("This key's secret was shown once when it was made and is not stored on this PC (no OS keyring). "
             "Rotate the key to get a new one.")
-
-
-@pytest.fixture
-def no_keyring() -> Iterator[None]:
-    """The app without a usable keyring (request it before make_desktop, so the app stops first)."""
-    previous = keyring.get_keyring()
-    keyring.set_keyring(keyring.backends.fail.Keyring())
-    try:
-        yield
-    finally:
-        keyring.set_keyring(previous)
 
 
 def _create_headless(desktop, qtbot, name: str) -> str:

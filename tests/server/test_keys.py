@@ -90,17 +90,6 @@ def test_duplicate_names_are_refused(store: KeyStore) -> None:
         store.create("dup")
 
 
-@pytest.fixture
-def no_keyring() -> Iterator[None]:
-    """This process without a usable keyring, as on a headless Linux box with no Secret Service."""
-    previous = keyring.get_keyring()
-    keyring.set_keyring(keyring.backends.fail.Keyring())
-    try:
-        yield
-    finally:
-        keyring.set_keyring(previous)
-
-
 def test_without_a_keyring_a_key_is_its_hash_in_state(store: KeyStore, tmp_path: Path, no_keyring: None
                                                        ) -> None:
     record, secret = store.create("headless", ("query",))

@@ -253,29 +253,3 @@ class AuthThrottle:
             return (float(self.allowance), now, now + seconds, strikes + 1), seconds
 
         return self._table.update(client, count)
-
-
-class StreamLimiter:
-    """At most `limit` open event streams per key; the next one is refused at once (a stream is not a
-    request to queue: it would wait for another stream to end, which may be never)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._open: dict[str, int] = {}
-
-    def open(self, key: str) -> bool:
-        if self._open.get(key, 0) >= self.limit:
-            return False
-        self._open[key] = self._open.get(key, 0) + 1
-        return True
-
-    def close(self, key: str) -> None:
-        left = self._open.get(key, 0) - 1
-        if left > 0:
-            self._open[key] = left
-        else:
-            self._open.pop(key, None)
-
-    def count(self, key: str) -> int:
-        return self._open.get(key, 0)
-

@@ -187,8 +187,8 @@ def stream_place(request: web.Request, ctx: CallContext, service: McpService,
     Yields how long the stream may stay quiet before it is closed."""
     key = ctx.principal.key_id if ctx.principal is not None else "-"
     places = service.stream_places
-    if not places.open(key):
-        raise Refusal(429, RpcError(RATE_LIMITED, f"This key already has {places.limit} event streams open; "
+    if not places.take_now(key):
+        raise Refusal(429, RpcError(RATE_LIMITED, f"This key already has {places.share} event streams open; "
                                     "close one before opening another.", audit_code="too_many_streams"),
                       request_id, headers={"Retry-After": "5"})
     slot = request.get(SLOT)
@@ -197,7 +197,7 @@ def stream_place(request: web.Request, ctx: CallContext, service: McpService,
     try:
         yield service.bridge.config.limits.stream_idle_seconds
     finally:
-        places.close(key)
+        places.give_back(key)
 
 
 # ---- the endpoint --------------------------------------------------------------------------------

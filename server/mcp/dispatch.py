@@ -15,6 +15,7 @@ from server.bridge import Bridge
 from server.errors import BridgeError
 from server.events import CatalogReloaded
 from server.executor import CallContext
+from server.handoff import Shares
 from server.mcp import resources
 from server.mcp.protocol import (
     HANDSHAKE_VERSIONS,
@@ -28,7 +29,6 @@ from server.mcp.protocol import (
 )
 from server.mcp.sessions import SessionStore, SharedSessionStore
 from server.mcp.tools import McpTools
-from server.ratelimit import StreamLimiter
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ class McpService:
         self.sessions = sessions
         self.tools = McpTools(bridge.executor)
         # Open event streams per key ([rate_limit] max_streams_per_key): places apart from request places.
-        self.stream_places = StreamLimiter(bridge.config.rate_limit.max_streams_per_key)
+        # Shares without a capacity: no key ever holds more than its share, and a key over it is refused.
+        self.stream_places: Shares[str] = Shares(bridge.config.rate_limit.max_streams_per_key)
         # 2026-07-28 listen streams -> whether each asked for tools/list_changed
         self.listeners: dict[asyncio.Queue[dict[str, Any] | None], bool] = {}
         self._loop: asyncio.AbstractEventLoop | None = None

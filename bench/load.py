@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 import aiohttp
@@ -109,6 +110,15 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=3, metavar="N",
                         help="measure the scenarios in turn N times and keep each one's median round: on a "
                              "shared machine whose speed drifts, every server sees the same drift")
+    parser.add_argument("--anchor", type=Path, metavar="DIR",
+                        help="also serve the Voka Bridge source tree in DIR (an earlier version: `git "
+                             "worktree add DIR <commit>`) and measure it in the same rounds, same Python")
+
+
+def serve_command(source: Path | None) -> tuple[list[str], Path | None]:
+    """How to start `python -m server`: from this checkout, or from an anchor's source tree (run from
+    there, its own `server` package is the one imported)."""
+    return [sys.executable, "-m", "server"], (source.resolve() if source is not None else None)
 
 
 def measure(args: argparse.Namespace, name: str, url: str, body: dict | list,

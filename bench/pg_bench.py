@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import Result, Scenario, add_options, compare
+from load import Result, Scenario, add_options, compare, serve_command
 
 from server.db.pgsafety import revoke_risky_sql
 
@@ -125,15 +125,17 @@ def wait_line(proc: subprocess.Popen[str], prefix: str, what: str) -> None:
     raise SystemExit(f"bench: {what} did not start")
 
 
-def start_bridge(home: Path, port: int, database_url: str, workers: int) -> subprocess.Popen[str]:
+def start_bridge(home: Path, port: int, database_url: str, workers: int,
+                 source: Path | None = None) -> subprocess.Popen[str]:
     """config.toml names the database without its password; DATABASE_URL (headless) carries it."""
     parts = urlsplit(database_url)
     plain_url = f"postgresql://{parts.username}@{parts.hostname}:{parts.port}{parts.path}"
     (home / "config.toml").write_text(f'[database]\nurl = "{plain_url}"\n\n'
                                       "[rate_limit]\nrequests = 100000000\nwindow_seconds = 60\n")
     env = {**os.environ, "MCP_API_KEY": KEY, "DATABASE_URL": database_url}
-    proc = subprocess.Popen([sys.executable, "-m", "server", "--home", str(home), "--port", str(port),
-                             "--workers", str(workers)], stdout=subprocess.PIPE, text=True, env=env)
+    command, cwd = serve_command(source)
+    proc = subprocess.Popen([*command, "--home", str(home), "--port", str(port), "--workers", str(workers)],
+                            stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
     wait_line(proc, "listening on", "voka-bridge")
     return proc
 
@@ -207,7 +209,7 @@ def main() -> None:
             node_dir.mkdir()
             port, express_port = free_port(), free_port()
             bridge = start_bridge(home, port, database_url, args.workers)
-            express = None
+            express = anchor = None
             try:
                 url = f"http://127.0.0.1:{port}/query"
                 asyncio.run(check_answer(url))
@@ -215,6 +217,15 @@ def main() -> None:
                 scenarios = [Scenario("Voka Bridge: seed-style raw SQL lookup", url, raw, headers),
                              Scenario("Voka Bridge: find_customer_by_phone (catalog query)", url, catalog,
                                       headers)]
+                if args.anchor is not None:
+                    anchor_home = Path(temp) / "anchor"
+                    anchor_home.mkdir()
+                    anchor_port = free_port()
+                    anchor = start_bridge(anchor_home, anchor_port, database_url, args.workers, args.anchor)
+                    anchor_url = f"http://127.0.0.1:{anchor_port}/query"
+                    scenarios += [Scenario("anchor: seed-style raw SQL lookup", anchor_url, raw, headers),
+                                  Scenario("anchor: find_customer_by_phone (catalog query)", anchor_url,
+                                           catalog, headers)]
                 express = start_express(node_dir, express_port, database_url)
                 if express is not None:
                     express_url = f"http://127.0.0.1:{express_port}/query"
@@ -224,6 +235,7 @@ def main() -> None:
                 results = compare(args, scenarios)
             finally:
                 stop(express)
+                stop(anchor)
                 stop(bridge)
     finally:
         if not args.keep:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import Result, Scenario, add_options, compare
+from load import Result, Scenario, add_options, compare, serve_command
 
 PHONE = "+15558594448"
 KEY = "bench-key-not-secret-0123456789abcdef"
@@ -30,16 +30,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(home: Path, port: int, workers: int) -> subprocess.Popen[str]:
+def start_server(home: Path, port: int, workers: int, source: Path | None = None) -> subprocess.Popen[str]:
     (home / "config.toml").write_text("[rate_limit]\nrequests = 100000000\nwindow_seconds = 60\n")
-    proc = subprocess.Popen([sys.executable, "-m", "server", "--demo", "--home", str(home),
-                             "--port", str(port), "--workers", str(workers)],
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "MCP_API_KEY": KEY})
+    command, cwd = serve_command(source)
+    proc = subprocess.Popen([*command, "--demo", "--home", str(home), "--port", str(port),
+                             "--workers", str(workers)],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "MCP_API_KEY": KEY},
+                            cwd=cwd)
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("listening on"):
             return proc
     raise SystemExit("bench: the server did not start")
+
+
+def start(servers: list[subprocess.Popen[str]], home: Path, workers: int, source: Path | None = None) -> str:
+    """Start a server (kept in `servers` to stop later); its base URL."""
+    home.mkdir()
+    port = free_port()
+    servers.append(start_server(home, port, workers, source))
+    return f"http://127.0.0.1:{port}"
 
 
 def table(results: list[Result]) -> str:
@@ -48,29 +58,33 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def scenarios(args: argparse.Namespace, url: str) -> list[Result]:
+def scenarios(url: str, label: str = "") -> list[Scenario]:
     headers = {"x-api-key": KEY}
-    return compare(args, [
-        Scenario("REST find_customer_by_phone (catalog query)", url + "/query",
+    return [
+        Scenario(f"REST find_customer_by_phone (catalog query){label}", url + "/query",
                  {"name": "find_customer_by_phone", "params": {"phone": PHONE}}, headers),
-        Scenario("REST seed-style raw SQL lookup", url + "/query",
+        Scenario(f"REST seed-style raw SQL lookup{label}", url + "/query",
                  {"query": "SELECT name, account_status, last_purchase FROM customers WHERE phone = $1",
                   "args": [PHONE]}, headers),
-    ])
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_options(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="voka-bench-") as home:
-        port = free_port()
-        proc = start_server(Path(home), port, args.workers)
+    with tempfile.TemporaryDirectory(prefix="voka-bench-") as temp:
+        servers = []
         try:
-            results = scenarios(args, f"http://127.0.0.1:{port}")
+            plan = scenarios(start(servers, Path(temp) / "current", args.workers))
+            if args.anchor is not None:
+                anchor = start(servers, Path(temp) / "anchor", args.workers, args.anchor)
+                plan += scenarios(anchor, " (anchor)")
+            results = compare(args, plan)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            for proc in servers:
+                proc.terminate()
+                proc.wait(timeout=30)
     print(f"({args.concurrency} clients, {args.duration:g} s each, median of {args.rounds} alternating "
           f"rounds, load generator: {args.generator}, "
           f"Voka Bridge workers: {args.workers})")

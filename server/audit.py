@@ -8,6 +8,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
@@ -80,6 +81,63 @@ def _storable(row: tuple[Any, ...]) -> tuple[Any, ...]:
     its escape."""
     return tuple(v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v
                  for v in row)
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What a request asked for, read from its path and body: which protocol, which tool, and for MCP
+    the JSON-RPC method (`tools/list`, `tools/call`, ...)."""
+
+    protocol: str
+    tool: str | None = None
+    mcp_method: str | None = None
+
+
+def _text(value: Any, limit: int = 64) -> str | None:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def asked_for(route: str, body: bytes | str | None) -> Asked:
+    """What a refused request asked for (it was turned away before a protocol adapter read it), so its
+    audit row names the tool as a served one would. Only names are taken from the body, never values:
+    the row must not hold what a caller sent (a pasted key, a password in raw SQL)."""
+    try:
+        value = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        value = None
+    if isinstance(value, list) and value:
+        value = value[0]  # a JSON-RPC batch: its first request
+    message = value if isinstance(value, dict) else {}
+    if route == "/mcp" or "jsonrpc" in message:
+        method = _text(message.get("method"))
+        params = message.get("params")
+        tool = _text(params.get("name")) if method == "tools/call" and isinstance(params, dict) else None
+        return Asked("mcp", tool, method)
+    params = message.get("params") if "method" in message else message
+    if not isinstance(params, dict):
+        return Asked("rest")
+    if _text(params.get("name")):
+        return Asked("rest", _text(params["name"]))
+    if _text(params.get("action")):
+        return Asked("rest", _text(params["action"]))
+    return Asked("rest", "sql" if "query" in params else None)
+
+
+_MCP_METHODS = {"initialize": "to start a session", "tools/list": "the list of tools",
+                "tools/call": "a tool", "server/discover": "what this server offers", "ping": "a ping"}
+
+
+def what_was_asked(event: RequestFinished) -> str:
+    """In plain words, what a request asked for: the tool, raw SQL, or the MCP step, and where."""
+    where = f"{event.method} {event.route}"
+    if event.tool == "sql":
+        return f"raw SQL written by the caller ({where})"
+    if event.tool:
+        return f"the tool “{event.tool}” ({where})"
+    method = asked_for(event.route, event.request_body).mcp_method if event.request_body else None
+    if method:
+        return f"MCP {method}: {_MCP_METHODS.get(method, 'a protocol step')} ({where})"
+    return where
 
 
 class AuditLog:

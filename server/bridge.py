@@ -113,7 +113,9 @@ class Bridge:
             await self.database()
             await self.check_health()
         except BridgeError as exc:
-            log.error("database unavailable at start; will keep retrying", extra={"fields": {
+            # the cause in the message itself: the console shows messages only, and this is the owner's
+            # first (often only) sign that the file or server is not where config.toml says
+            log.error(f"database unavailable at start; will keep retrying: {exc.detail}", extra={"fields": {
                 "database": self._db.describe(), "error": exc.detail}})
             self._set_health(False, exc.detail)
         try:  # actions a stopped process left unconfirmed: settled before the first request

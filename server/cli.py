@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import errno
+import json
 import math
+import shlex
 import signal
 import sqlite3
 import sys
@@ -23,12 +25,13 @@ from server.db.base import Database
 from server.errors import BridgeError
 from server.host import ServerHost, certificate_for, site_url, ssl_context_for
 from server.keys import SCOPES, ApiKey, KeyProblem, KeyStore, Principal, parse_scopes
-from server.launch import first_run_keys, prepare
+from server.launch import first_call, first_run_keys, prepare
 from server.logs import setup_logging
 from server.paths import Paths, resolve_paths
 from server.secretstore import KeyringUnavailable
 from server.state import connect_state
 from server.tls import CertificateInfo
+from server.tool_test import SqlProblem, check_catalog
 from server.tunnel import commands as tunnel_commands
 from server.webhooks import commands as webhook_commands
 
@@ -132,15 +135,18 @@ def _where_kept(record: ApiKey) -> str:
     return "It is kept in your OS keyring." if record.secret_kept else NOT_KEPT
 
 
-def _announce(url: str, first: tuple[ApiKey, str] | None, certificate: CertificateInfo | None) -> None:
+def _announce(url: str, first: tuple[ApiKey, str] | None, certificate: CertificateInfo | None,
+              catalog: Catalog) -> None:
     """What `serve` prints once it accepts requests, ending with the one "listening on" line."""
     if first:
         record, first_key = first
-        print(f"Created an API key {record.name!r} (id {record.id}). {_where_kept(record)} "
-              f"Copy it now:\n  {first_key}")
+        print(f"Created an API key {record.name!r} (id {record.id}) that may run your tools (not raw SQL). "
+              f"{_where_kept(record)} Copy it now:\n  {first_key}")
         local = url.replace("0.0.0.0", "127.0.0.1")
-        print("Try it:\n  curl -X POST " + local + "/query -H \"Content-Type: application/json\" "
-              f"-H \"x-api-key: {first_key}\" -d '{{\"query\": \"SELECT * FROM customers LIMIT 5\"}}'")
+        body = first_call(catalog, record.scopes)
+        if body is not None:  # a call this key may make, so the first thing pasted works
+            print("Try it:\n  curl -X POST " + local + "/query -H \"Content-Type: application/json\" "
+                  f"-H \"x-api-key: {first_key}\" -d {shlex.quote(json.dumps(body))}")
     if certificate is not None:
         print(f"TLS certificate {certificate.cert_path}\n"
               f"  SHA-256 fingerprint {certificate.fingerprint}")
@@ -159,7 +165,7 @@ async def _serve(bridge: Bridge, first: tuple[ApiKey, str] | None, config_file: 
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     url = await host.start()
-    _announce(url, first, host.certificate)
+    _announce(url, first, host.certificate, bridge.catalog)
     public_url.announced()
     try:
         await stop.wait()
@@ -175,11 +181,11 @@ def _serve_workers(paths: Paths, config: Config, url: str, static: list[tuple[st
 
     certificate = certificate_for(config, paths.data_dir / tls.FOLDER)
     ssl_context_for(config, certificate)  # refuses plain HTTP off loopback before anything binds
-    Catalog.load(paths.tools_file)
+    catalog = Catalog.load(paths.tools_file)
     plan = Plan(paths, config, url, static, workers)
     try:
         return serve_workers(plan, lambda port: _announce(
-            site_url(config, port, tls=certificate is not None), first, certificate))
+            site_url(config, port, tls=certificate is not None), first, certificate, catalog))
     except WorkersFailed as exc:
         return _fail(f"cannot serve with {workers} workers: {exc}")
 
@@ -196,7 +202,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.port is not None:
             config.server.port = args.port
         setup_logging(paths.log_dir, config.logging, console=True, rotate=args.workers == 1)
-        static, first = first_run_keys(paths, demo=args.demo)
+        static, first = first_run_keys(paths)
         if args.workers > 1:
             if config.tunnel.provider:
                 return _fail("the managed tunnel runs with one server process: leave out --workers, or "
@@ -269,15 +275,20 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _check_database(config: Config, url: str, base_dir: Path, catalog: Catalog | None = None) -> str:
+async def _check_database(config: Config, url: str, base_dir: Path, catalog: Catalog | None = None
+                          ) -> tuple[str, list[SqlProblem]]:
+    """Reach the database, then have it prepare every tool's SQL (running none): a tool it does not
+    accept would only fail when Voka calls it."""
     db = open_database(config.database, url=url, base_dir=base_dir)
     await db.open()
     try:
         await db.ping()
         tables = await db.schema()
+        problems = (await check_catalog(db, catalog, timeout=config.limits.query_timeout_seconds)
+                    if catalog is not None else [])
     finally:
         await db.close()
-    return f"{db.describe()}: reachable, {len(tables)} table(s)" + _role_advice(db, config, catalog)
+    return f"{db.describe()}: reachable, {len(tables)} table(s)" + _role_advice(db, config, catalog), problems
 
 
 def _role_advice(db: Database, config: Config, catalog: Catalog | None) -> str:
@@ -355,12 +366,19 @@ def cmd_check(args: argparse.Namespace) -> int:
         catalog = Catalog.load(paths.tools_file)
         print(f"config: ok ({config_file})" if config_file.exists() else
               f"config: none yet ({config_file} does not exist), so every setting is its default")
-        print(f"catalog: ok, {len(catalog)} tool(s) ({paths.tools_file})")
-        print("database: " + asyncio.run(_check_database(config, url, paths.config_dir, catalog)))
+        reached, problems = asyncio.run(_check_database(config, url, paths.config_dir, catalog))
+        print("database: " + reached)
     except ConfigError as exc:
         return _fail(str(exc))
     except BridgeError as exc:
         return _fail(f"database: {exc.detail}")
+    if problems:
+        broken = len({problem.tool for problem in problems})
+        return _fail(f"catalog: {broken} of {len(catalog)} tool(s) in {paths.tools_file} do not work with "
+                     "this database (Voka gets an error when it calls them):\n"
+                     + "\n".join(f"  {problem.tool}: {problem}" for problem in problems))
+    print(f"catalog: ok, {len(catalog)} tool(s), each prepared on the database without running it "
+          f"({paths.tools_file})")
     return EXIT_OK
 
 

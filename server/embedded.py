@@ -124,8 +124,7 @@ class EmbeddedServer:
         config, url = self._load()
         setup_logging(self.paths.log_dir, config.logging)
         if not self._keys_prepared:
-            demo = url.endswith(self.paths.demo_db.name) and self.paths.demo_db.exists()
-            self.static_keys, first = first_run_keys(self.paths, demo=demo)
+            self.static_keys, first = first_run_keys(self.paths)
             if first is not None:
                 keyadmin.remember(*first)  # without a keyring, the app can still show it this run
                 self.first_key = first[1]

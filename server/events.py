@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from server.logs import redact
@@ -50,6 +51,7 @@ class ServerStateChanged:
     state: str  # "starting", "serving", "stopping", "stopped", "failed"
     url: str | None = None
     detail: str = ""
+    at: float = field(default_factory=time.time)  # when it changed (not when the app heard of it)
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,8 @@ class ToolExecutor:
         principal = ctx.principal
         assert principal is not None
         if tool is None or not principal.may_use_tool(name):
-            raise UnknownTool(f"There is no tool named {name[:64]!r}.")
+            # the name is not quoted back: a masked echo would confirm a guessed secret in it
+            raise UnknownTool("There is no tool by that name; list the tools to see their names.")
         if kind is not None and tool.kind != kind:
             raise UnknownTool(f"{name} is an {tool.kind}, not a {kind}: send it as method \"{tool.kind}\".")
         return tool

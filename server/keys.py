@@ -276,10 +276,10 @@ class KeyVerifier:
         if record is None:
             return "unknown key id (another install, or deleted)"
         when = now_utc()
-        if record.revoked_at:
-            return f"revoked key {record.id}"
+        if record.revoked_at:  # by name: the owner reads these (server.stats explains them)
+            return f"revoked key {record.name}"
         if record.expires_at and record.expires_at <= when:
-            return f"expired key {record.id}"
+            return f"expired key {record.name}"
         if record.old_hash and hmac.compare_digest(hash_key(presented), record.old_hash):
-            return f"rotated-out secret of key {record.id}"
-        return f"wrong secret for key {record.id}"
+            return f"rotated-out secret of key {record.name}"
+        return f"wrong secret for key {record.name}"

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import logging
 import os
+import re
 import sys
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 from server.bundled import ensure_default_catalog, ensure_demo_database
+from server.catalog import Catalog, ParamSpec, Tool
 from server.config import Config, ConfigError, load_config
+from server.errors import InvalidParams
 from server.keys import ApiKey, KeyProblem, KeyStore, Principal, env_principal
 from server.logs import register_secret
 from server.paths import Paths
@@ -55,8 +62,13 @@ def _check_env_key(key: str) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
 
-def first_run_keys(paths: Paths, *, demo: bool
-                   ) -> tuple[list[tuple[str, Principal]], tuple[ApiKey, str] | None]:
+FIRST_KEY_NAME = "Voka AI"
+FIRST_KEY_SCOPES = ("query", "action")
+"""The key made on a first start: named for who uses it, and allowed only the owner's tools. Raw SQL
+reads every table, so it is never handed out unasked (`keys create --scopes query,action,sql` asks)."""
+
+
+def first_run_keys(paths: Paths) -> tuple[list[tuple[str, Principal]], tuple[ApiKey, str] | None]:
     """The static keys (MCP_API_KEY when set) and, when there is no key at all yet, a first key with its
     secret for the caller to show once. The first key is an ordinary key in state (its hash), so it
     works across restarts with or without a keyring."""
@@ -70,10 +82,50 @@ def first_run_keys(paths: Paths, *, demo: bool
         store = KeyStore(conn)
         if any(k.status in ("active", "rotating") for k in store.all()):
             return [], None
-        scopes = ("query", "action", "sql") if demo else ("query", "action")
         try:
-            return [], store.create("demo" if demo else "first-key", scopes)
+            return [], store.create(FIRST_KEY_NAME, FIRST_KEY_SCOPES)
         except KeyProblem:
             return [], None
     finally:
         conn.close()
+
+
+_EXAMPLE = re.compile(r"e\.g\.\s+([^\s,;)]+)")
+
+
+def _examples(tool: Tool, spec: ParamSpec, *, loose: bool) -> list[Any]:
+    """Values worth trying for one parameter: its default or first choice, a number in range, what its
+    description shows after "e.g." and, `loose`, what the tool's description shows."""
+    if spec.default is not None:
+        return [spec.default]
+    if spec.enum:
+        return [spec.enum[0]]
+    if spec.type in ("integer", "number"):
+        return [int(spec.min) if spec.min is not None else 1]
+    if spec.type == "boolean":
+        return [True]
+    if spec.type == "date":
+        return [dt.date.today().isoformat()]
+    found = _EXAMPLE.findall(spec.description) + (_EXAMPLE.findall(tool.description) if loose else [])
+    return [value.rstrip(".") for value in found]
+
+
+def first_call(catalog: Catalog, scopes: Collection[str]) -> dict[str, Any] | None:
+    """A first request a new key may make, for the "Try it" line `serve` prints: a catalog query whose
+    parameters have examples that pass its own checks (the parameters' own examples first), else raw SQL
+    when the key may run it."""
+    queries = [tool for tool in catalog if tool.kind == "query"] if "query" in scopes else []
+    for loose in (False, True):
+        for tool in queries:
+            needed = {name: _examples(tool, spec, loose=loose) for name, spec in tool.params.items()
+                      if spec.required}
+            for values in itertools.product(*needed.values()):
+                params = dict(zip(needed, values, strict=True))
+                try:
+                    tool.bind(params)
+                except InvalidParams:
+                    continue
+                return {"name": tool.name, "params": params}
+    if "sql" in scopes:
+        return {"query": "SELECT 1 AS one"}
+    return None

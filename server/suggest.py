@@ -86,7 +86,7 @@ def suggest(tables: list[Table], existing: set[str]) -> list[Suggestion]:
                 "description": f"One {singular.replace('_', ' ')} by its {key.name}.",
                 "sql": f"SELECT {columns} FROM {source} WHERE {_ident(key.name)} = :{pname}",
                 "max_rows": 1, "params": {pname: _param(key)}},
-                f"{table.name} has the primary key {key.name}")
+                f"Voka can fetch one of {table.name} by its {key.name}, which is different for each")
         for column in table.columns:
             lowered = column.name.lower()
             if column.primary_key or not any(hint in lowered for hint in LOOKUP_HINTS):
@@ -97,7 +97,7 @@ def suggest(tables: list[Table], existing: set[str]) -> list[Suggestion]:
                 "description": f"Look up {table.name} by {column.name}.",
                 "sql": f"SELECT {columns} FROM {source} WHERE {_ident(column.name)} = :{pname}",
                 "max_rows": 5, "params": {pname: _param(column)}},
-                f"{column.name} identifies {table.name} to a caller")
+                f"Voka can look up {table.name} by the {column.name} a caller gives")
         writable = [c for c in table.columns if not (c.primary_key and param_type(c) == "integer")]
         if writable and len(writable) <= 12:
             names = [_slug(c.name) for c in writable]
@@ -108,5 +108,5 @@ def suggest(tables: list[Table], existing: set[str]) -> list[Suggestion]:
                         f"VALUES ({', '.join(':' + n for n in names)})"),
                 "params": {n: _param(c, required=not c.nullable)
                            for n, c in zip(names, writable, strict=True)}},
-                f"lets Voka add {table.name}")
+                f"Voka can add new {table.name}")
     return found

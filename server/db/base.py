@@ -83,6 +83,14 @@ class Database(ABC):
         """A write transaction: committed when the block ends normally, rolled back otherwise."""
 
     @abstractmethod
+    async def check_sql(self, sql: str, *, writes: bool, timeout: float) -> str | None:
+        """Have the database prepare catalog SQL (`:name` parameters) without running it, so a broken
+        tool is found before Voka calls it. `writes`: it runs in an action's write transaction (else as
+        a read, under the read-only rules). None when it prepares; otherwise the database's own message
+        (`no such table: productz`), never containing a password. DatabaseUnavailable or QueryTimeout
+        when the database cannot answer at all."""
+
+    @abstractmethod
     async def schema(self) -> list[Table]: ...
 
     @abstractmethod

@@ -85,11 +85,12 @@ def rows_size(columns: Sequence[str], rows: Iterable[Iterable[Any]], limit: int)
     """The size of rows already fetched (a few, or ones whose arrival was bounded otherwise), as
     AnswerBudget would count them; ResponseTooLarge past `limit`."""
     count = 0
-    size = 0
+    size = 1
     for values in rows:
         size += row_size(values)
         count += 1
-    size += fixed_size(columns, count)
+    if count:
+        size += count * (2 + 4 * len(columns) + sum(map(len, columns)))  # as fixed_size, inline
     if size > limit:
         raise ResponseTooLarge(limit)
     return size

@@ -140,6 +140,9 @@ class ConnectionPool:
         while len(self._waiters):
             if self._free:
                 item: Pooled | None = self._free.pop()
+                if item is not None and item.con.is_closed():  # the server ended it while it waited
+                    self._size -= 1
+                    continue
             elif self._size < self.max_size:
                 item = None
                 self._size += 1

@@ -35,7 +35,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +47,7 @@ import asyncpg.exceptions as pgerr
 from server.config import DatabaseSettings
 from server.db.base import Column, Database, Params, Rows, Table, call_owner
 from server.db.budget import fixed_size, row_size
+from server.db.engine_messages import refusal
 from server.db.pgpool import ConnectionPool, PoolClosed, Pooled
 from server.db.pgsafety import ROLE_SQL, RoleReport, quote_ident
 from server.errors import (
@@ -100,13 +101,15 @@ _PLAIN_TYPES = frozenset({str, int, bool, type(None), decimal.Decimal, dt.date, 
 
 
 class _WireGuard(asyncio.Protocol):
-    """Between a connection's socket and asyncpg's protocol while a raw SQL statement runs: counts the
-    bytes of its answer as they arrive and, past `limit`, drops the connection, so no answer (not even one
-    value of it) is ever received whole. asyncpg keeps a message until it is complete, and a single 400 MB
-    value is one message; this is the only place where its size shows before it is all in memory.
+    """Between a connection's socket and asyncpg's protocol: counts the bytes of a read's answer as they
+    arrive and, past `limit`, drops the connection, so no answer (not even one value of it) is ever
+    received whole. asyncpg keeps a message until it is complete, and a single 400 MB value is one
+    message; this is the only place where its size shows before it is all in memory.
 
-    Put in place with the transport's public set_protocol for the statement only (`arm`) and taken out
-    after (`disarm`), so other reads pay nothing; everything but data_received is passed straight on.
+    Put in place once per connection with the transport's public set_protocol (on uvloop that call also
+    stops and restarts reading, two syscalls: too dear per read); armed only while a read's statement
+    runs, so otherwise it costs one comparison per socket read. Everything but data_received is passed
+    straight on.
     """
 
     def __init__(self, transport: asyncio.Transport, protocol: asyncio.Protocol) -> None:
@@ -118,12 +121,12 @@ class _WireGuard(asyncio.Protocol):
         self.tripped = False
 
     @classmethod
-    def around(cls, con: asyncpg.Connection) -> _WireGuard | None:
-        """A guard for this connection's socket, if its transport lets one in."""
+    def install(cls, con: asyncpg.Connection) -> None:
+        """Put a guard on this connection's socket, if its transport lets one in (otherwise an answer is
+        still counted row by row, only after it arrived)."""
         transport = getattr(con, "_transport", None)
-        if transport is None or not hasattr(transport, "set_protocol"):
-            return None
-        return cls(transport, transport.get_protocol())
+        if transport is not None and hasattr(transport, "set_protocol"):
+            transport.set_protocol(cls(transport, transport.get_protocol()))
 
     def arm(self, max_bytes: int) -> None:
         # Rows travel in PostgreSQL's binary format, where a small number can take more bytes than its
@@ -132,12 +135,9 @@ class _WireGuard(asyncio.Protocol):
         self.limit = 4 * max_bytes + _WIRE_MARGIN
         self.received = 0
         self.tripped = False
-        self._transport.set_protocol(self)
 
     def disarm(self) -> None:
         self.limit = None
-        if self._transport.get_protocol() is self:
-            self._transport.set_protocol(self._protocol)
 
     def data_received(self, data: bytes) -> None:
         limit = self.limit
@@ -167,11 +167,12 @@ _WIRE_MARGIN = 1024 * 1024
 
 
 def _guard(pooled: Pooled) -> _WireGuard | None:
-    """The connection's _WireGuard, made on first use (None when its transport does not allow one: then
-    an answer is still counted row by row, only after it arrived)."""
+    """The connection's _WireGuard (found once, then remembered with it), or None."""
     guard = pooled.guard
     if guard is None:
-        guard = pooled.guard = _WireGuard.around(pooled.con) or False
+        transport = getattr(pooled.con, "_transport", None)
+        found = transport.get_protocol() if transport is not None else None
+        guard = pooled.guard = found if isinstance(found, _WireGuard) else False
     return guard or None
 
 
@@ -363,8 +364,8 @@ def _coerce(value: Any, pg_type: str, position: int) -> Any:
         if pg_type == "bytea" and isinstance(value, str):
             return bytes.fromhex(value[2:]) if value.startswith("\\x") else value.encode("utf-8")
     except (ValueError, ArithmeticError, OverflowError):
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise InvalidParams(f"Argument ${position} ({shown}) is not a valid {pg_type}.") from None
+        # never the value itself: a masked echo would confirm a guessed secret (engine_messages)
+        raise InvalidParams(f"Argument ${position} is not a valid {pg_type}.") from None
     return value
 
 
@@ -413,6 +414,19 @@ def _constraint_error(exc: pgerr.IntegrityConstraintViolationError) -> Conflict:
     else:
         message = "The change conflicts with the data in the database."
     return Conflict(message, code="constraint_violation")
+
+
+# What stops a statement that is not the statement's fault: the connection, the server's state, a lock or
+# a timeout. Any other error while PostgreSQL prepares a statement is about its SQL.
+_NOT_THE_SQL = (pgerr.PostgresConnectionError, pgerr.OperatorInterventionError,
+                pgerr.InsufficientResourcesError, pgerr.LockNotAvailableError, pgerr.TransactionRollbackError,
+                pgerr.InvalidAuthorizationSpecificationError, pgerr.InvalidCachedStatementError)
+
+
+def _database_says(exc: pgerr.PostgresError) -> str:
+    """PostgreSQL's own message, with its hint when it gives one (`Perhaps you meant ...`)."""
+    hint = getattr(exc, "hint", None)
+    return redact(f"{exc} ({hint})" if hint else str(exc))
 
 
 async def _start(pooled: Pooled, begin: str) -> None:
@@ -523,6 +537,7 @@ class PostgresDatabase(Database):
             for name in _JSON_TYPES:
                 await con.set_type_codec(name, schema="pg_catalog", encoder=_json_encode, decoder=json.loads,
                                          format="text")
+            _WireGuard.install(con)
         except BaseException:
             con.terminate()
             raise
@@ -561,7 +576,7 @@ class PostgresDatabase(Database):
             pooled = await self._acquire(timeout, owner)
             con = pooled.con
             failure: BaseException | None = None
-            guard = _guard(pooled) if raw and max_bytes is not None else None
+            guard = _guard(pooled) if max_bytes is not None else None
             try:
                 await _start(pooled, begin)
                 if guard is not None:
@@ -577,7 +592,7 @@ class PostgresDatabase(Database):
                 failure = exc
                 if guard is not None and guard.tripped:
                     raise ResponseTooLarge(max_bytes) from None  # type: ignore[arg-type]
-                raise self._translate(exc, raw=raw) from None
+                raise self._translate(exc, raw=raw, caller=(sql, *args)) from None
             finally:
                 if guard is not None:
                     guard.disarm()
@@ -594,7 +609,7 @@ class PostgresDatabase(Database):
         columns = list(shape.columns)
         if max_bytes is None:
             return Rows(columns, [_row(r) for r in records[:max_rows]], truncated)
-        # all arrived already (raw SQL: bounded on the wire by _WireGuard)
+        # all arrived already, bounded on the wire by _WireGuard
         rows = []
         size = 0
         for record in records[:max_rows]:
@@ -696,6 +711,29 @@ class PostgresDatabase(Database):
             return False
         return True
 
+    # ---- checking a tool's SQL ---------------------------------------------------------------
+    async def check_sql(self, sql: str, *, writes: bool, timeout: float) -> str | None:
+        """Parse and Describe only (asyncpg's prepare), inside a transaction that is rolled back: a
+        statement is never bound nor executed, and a read is checked in a READ ONLY transaction, as it
+        runs for Voka."""
+        numbered, _ = self._to_numbered(sql)
+        pooled = await self._acquire(timeout)
+        failure: BaseException | None = None
+        preparing = False
+        try:
+            try:
+                await _start(pooled, self._begin(timeout, read_only=not writes))
+                preparing = True
+                await pooled.con.prepare(numbered, name="", timeout=timeout + _CLIENT_GRACE)
+            except BaseException as exc:
+                failure = exc
+                if preparing and isinstance(exc, pgerr.PostgresError) and not isinstance(exc, _NOT_THE_SQL):
+                    return _database_says(exc)
+                raise self._translate(exc, raw=False) from None
+        finally:
+            self._release(pooled, clean=await _end_read(pooled, failure))
+        return None
+
     # ---- schema ----------------------------------------------------------------------------
     async def schema(self) -> list[Table]:
         pooled = await self._acquire(10.0)
@@ -786,8 +824,10 @@ class PostgresDatabase(Database):
                                                                            "connecting": connecting}})
         return DatabaseUnavailable(f"The database is unavailable: {reason}.")
 
-    def _translate(self, exc: BaseException, *, raw: bool, committing: bool = False) -> BaseException:
-        """asyncpg and socket failures -> BridgeError with a plain message; BridgeErrors pass through."""
+    def _translate(self, exc: BaseException, *, raw: bool, committing: bool = False,
+                   caller: Iterable[object] = ()) -> BaseException:
+        """asyncpg and socket failures -> BridgeError with a plain message; BridgeErrors pass through.
+        `caller`: what the caller sent (raw SQL, values), never quoted back (engine_messages)."""
         if isinstance(exc, BridgeError | asyncio.CancelledError | KeyboardInterrupt | SystemExit):
             return exc
         if isinstance(exc, pgerr.QueryCanceledError):
@@ -820,19 +860,24 @@ class PostgresDatabase(Database):
             return ReadOnlyViolation("Only reading is allowed here: this statement would change the "
                                      "database or its settings.")
         if isinstance(exc, pgerr.InsufficientPrivilegeError):
-            return Forbidden(f"The database role may not do that: {exc}", code="permission_denied")
+            return refusal(Forbidden, "The database role may not do that", exc, caller,
+                           code="permission_denied")
         if isinstance(exc, pgerr.PostgresSyntaxError) and "multiple commands" in str(exc):
             return BadRequest("Send one SQL statement at a time.", code="multiple_statements")
         if isinstance(exc, pgerr.DataError):
-            return BadRequest(f"A value was not accepted by the database: {exc}", code="invalid_value")
+            return refusal(BadRequest, "A value was not accepted by the database", exc, caller,
+                           code="invalid_value")
         if _is_argument_error(exc):
-            return InvalidParams(f"The SQL arguments were not accepted: {exc}", code="sql_args")
+            return refusal(InvalidParams, "The SQL arguments were not accepted", exc, caller, code="sql_args")
         if raw and isinstance(exc, pgerr.PostgresError | asyncpg.InterfaceError):
-            return BadRequest(f"The SQL was not accepted: {exc}", code="sql_error")
+            return refusal(BadRequest, "The SQL was not accepted", exc, caller, code="sql_error")
         log.error("database error in a tool", extra={"fields": {
             "error": type(exc).__name__, "detail": redact(str(exc))[:500]}})
-        return InternalError("The tool failed inside the database; the owner can see why in the log.",
-                             code="tool_failed")
+        failed = InternalError("The tool failed inside the database; the owner can see why in the log.",
+                               code="tool_failed")
+        if isinstance(exc, pgerr.PostgresError):  # for the owner only (app, audit row), never the caller
+            failed.detail = f"The database refused the tool's SQL: {_database_says(exc)}"
+        return failed
 
 
 class _PgTransaction:

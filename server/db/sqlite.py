@@ -3,13 +3,16 @@
 Raw SQL is made read-only by SQLite itself: readers open the file with mode=ro, set query_only, and an
 authorizer refuses every write, ATTACH, PRAGMA and extension loading.
 
-Raw SQL never runs on the event loop's thread: it goes straight to a reader thread, where a timer on the
-loop calls `Connection.interrupt()` at the time limit (a progress handler also checks the limit every
-few thousand instructions, but one instruction can be a 100 MB string operation). A catalog read is
-tried on the loop for at most INLINE_BUDGET (a point lookup takes microseconds) and moves to a thread
-when it needs longer. One API key holds up to half the readers, and more only while one is left free
-for other keys (server.handoff.Shares); /health has a connection of its own. So neither a slow statement
-nor one key's flood of them holds up anyone else.
+A read is tried on the event loop for at most INLINE_BUDGET (a point lookup takes microseconds, and
+a hop to a thread costs more than the lookup) and moves to a reader thread when it needs longer; there
+a timer on the loop calls `Connection.interrupt()` at the time limit. The progress handler that holds a
+read to its budget runs only between SQLite's instructions, and one instruction can be a 100 MB string
+operation, so a caller's raw SQL is tried on the loop only under limits that keep every instruction
+short (values of at most 4 KB, short LIKE patterns; a statement that needs more moves to a thread at
+once), with a watchdog thread that interrupts it 15 ms after it began (server/db/watchdog.py), and not
+at all on a file with virtual tables. One API key holds up to half the readers, and more only while one
+is left free for other keys (server.handoff.Shares); /health has a connection of its own. So neither a
+slow statement nor one key's flood of them holds up anyone else.
 
 Answers are bounded: SQLITE_LIMIT_LENGTH on the readers makes SQLite itself refuse any value (in the
 answer or on the way to it) larger than the answer may be, and rows are counted as they arrive
@@ -27,7 +30,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,8 @@ import aiosqlite
 
 from server.db.base import Column, Database, Params, Rows, Table, call_owner
 from server.db.budget import AnswerBudget, rows_size
+from server.db.engine_messages import refusal
+from server.db.watchdog import Watchdog
 from server.errors import (
     BadRequest,
     BridgeError,
@@ -47,6 +52,8 @@ from server.errors import (
     ResponseTooLarge,
 )
 from server.handoff import Handoff, Shares
+from server.logs import redact
+from server.sqlparams import named_params
 
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
                     getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
@@ -56,6 +63,12 @@ INLINE_BUDGET = 0.002  # seconds a catalog read may hold the event loop before i
 # SQLITE_LIMIT_LENGTH never below this (it also bounds SQL text and bound values: 20,000 characters of
 # SQL may take 80,000 bytes), nor above SQLite's own maximum.
 _MIN_VALUE_LIMIT = 128 * 1024
+_RAW_INLINE = -1  # _Reader.limited_for while set for a raw read on the event loop
+_RAW_INLINE_VALUES = 4096
+_RAW_INLINE_LIKE = 64
+# a raw read on the event loop that is still running this long after it began is interrupted by the
+# watchdog thread (a single instruction the progress handler cannot reach), then run on a worker thread
+_RAW_INLINE_CUTOFF = 0.015
 _FEW_ROWS = 4  # reads of at most this many rows are fetched at once and counted after
 log = logging.getLogger(__name__)
 
@@ -67,6 +80,12 @@ def _read_only_authorizer(action: int, arg1: str | None, arg2: str | None, _db: 
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _FORBIDDEN_FUNCTIONS:
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
+
+
+def _over_inline_limits(exc: sqlite3.Error) -> bool:
+    """A raw read refused only by the tighter limits of the event loop (_Reader.limit_for_inline_raw)."""
+    return (getattr(exc, "sqlite_errorname", "") == "SQLITE_TOOBIG"
+            or "pattern too complex" in str(exc))
 
 
 def _needs_more_time(exc: sqlite3.OperationalError, timeout: float) -> bool:
@@ -171,8 +190,12 @@ def _fetch_patiently(conn: sqlite3.Connection, deadline: _Deadline, sql: str, pa
         try:
             return _fetch(conn, sql, params, limit, max_bytes)
         except sqlite3.OperationalError as exc:
-            locked = "locked" in str(exc) or "busy" in str(exc)
-            if not locked or deadline.expired():
+            message = str(exc)
+            if deadline.expired():
+                raise
+            if message == "interrupted":  # the watchdog's, meant for the inline read before this one
+                continue
+            if "locked" not in message and "busy" not in message:
                 raise
             time.sleep(0.005)
 
@@ -184,6 +207,40 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
     else:
         future.set_exception(error)
+
+
+_EXPLAINED = re.compile(r"\s*EXPLAIN\b", re.IGNORECASE)
+
+
+def _prepare_only(path: Path, sql: str, writes: bool, busy_ms: int) -> str | None:
+    """Compile `sql` as its tool will run it, and run nothing: EXPLAIN only lists the compiled program.
+    The connection is read-only besides (mode=ro, query_only), so not even a mistake here could change
+    the file. A read is compiled under the readers' authorizer, as it runs for Voka; an action's step
+    as on the writer. None when it compiles, else SQLite's message; DatabaseUnavailable when the file
+    cannot be read at all."""
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise DatabaseUnavailable(f"Cannot open the SQLite file {path}: {exc}") from None
+    try:
+        conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        conn.execute("PRAGMA query_only=ON")
+        if not writes:
+            conn.set_authorizer(_read_only_authorizer)
+        listing = sql if _EXPLAINED.match(sql) else "EXPLAIN " + sql  # EXPLAIN EXPLAIN is no statement
+        conn.execute(listing, dict.fromkeys(named_params(sql))).close()
+    except sqlite3.Error as exc:
+        message = str(exc)
+        if any(text in message for text in ("locked", "unable to open", "disk I/O", "not a database",
+                                            "malformed")):
+            raise DatabaseUnavailable(f"The SQLite file {path} cannot be read: {message}") from None
+        if not writes and "not authorized" in message:
+            message += (" (a query may only read: this statement would change the database or its "
+                        "settings; make the tool an action)")
+        return redact(message)
+    finally:
+        conn.close()
+    return None
 
 
 class _ReadThread:
@@ -219,10 +276,15 @@ class _ReadThread:
         self._thread.join()
 
 
+def _rows(columns: list[str], fetched: list[tuple[Any, ...]], max_rows: int, size: int) -> Rows:
+    return Rows(columns, [dict(zip(columns, row, strict=False)) for row in fetched[:max_rows]],
+                len(fetched) > max_rows, size=size)
+
+
 class _Reader:
     """A read-only connection, its deadline, and the value-length limit it is set to."""
 
-    __slots__ = ("conn", "deadline", "max_length", "thread", "value_limit")
+    __slots__ = ("conn", "deadline", "like_length", "limited_for", "max_length", "thread")
 
     def __init__(self, path: Path) -> None:
         """mode=ro, query_only, the authorizer, and a deadline-checking progress handler.
@@ -236,7 +298,9 @@ class _Reader:
             conn.set_authorizer(_read_only_authorizer)
             self.deadline = _Deadline()
             conn.set_progress_handler(self.deadline, _PROGRESS_STEPS)
-            self.max_length = self.value_limit = conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+            self.max_length = conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+            self.like_length = conn.getlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH)
+            self.limited_for: int | None = None  # the max_bytes SQLITE_LIMIT_LENGTH is set for
         except BaseException:
             conn.close()
             raise
@@ -245,11 +309,25 @@ class _Reader:
     def limit_values(self, max_bytes: int | None) -> None:
         """SQLITE_LIMIT_LENGTH for the next read: no value larger than the answer may be (SQLite then
         refuses it with SQLITE_TOOBIG instead of building it); SQLite's own maximum without a limit."""
+        if max_bytes == self.limited_for:
+            return
         wanted = self.max_length if max_bytes is None else min(max(max_bytes, _MIN_VALUE_LIMIT),
                                                                  self.max_length)
-        if wanted != self.value_limit:
-            self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, wanted)
-            self.value_limit = wanted
+        if self.limited_for == _RAW_INLINE:
+            self.conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, self.like_length)
+        self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, wanted)
+        self.limited_for = max_bytes
+
+    def limit_for_inline_raw(self) -> None:
+        """Limits under which no single SQLite instruction of a caller's statement can hold the event
+        loop for long: values of at most _RAW_INLINE_VALUES bytes (a string function's work grows with
+        its values' size; `instr` with the square of it), and short LIKE/GLOB patterns. A statement
+        that needs more fails at once (SQLITE_TOOBIG, "pattern too complex") and runs on a worker thread
+        under the full limits."""
+        if self.limited_for != _RAW_INLINE:
+            self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, _RAW_INLINE_VALUES)
+            self.conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, _RAW_INLINE_LIKE)
+            self.limited_for = _RAW_INLINE
 
 
 class SqliteDatabase(Database):
@@ -271,6 +349,9 @@ class SqliteDatabase(Database):
         # one API key holds half the readers, more only while one stays free for others (server.handoff)
         self.shares: Shares[str] = Shares(readers // 2, capacity=readers)
         self._health: sqlite3.Connection | None = None  # /health's own connection
+        # raw reads are tried on the event loop only under the watchdog, and never on a file with
+        # virtual tables (a full-text search is one instruction that no limit here bounds)
+        self._watchdog: Watchdog | None = None
 
     def describe(self) -> str:
         return f"SQLite file {self.path}"
@@ -292,6 +373,10 @@ class SqliteDatabase(Database):
                 self._read_threads.append(reader.thread)
                 self._idle.append(reader)
             self._health = _Reader(self.path).conn
+            virtual = self._health.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'table' "
+                                           "AND sql LIKE 'CREATE VIRTUAL TABLE%'").fetchone()[0]
+            if not virtual:
+                self._watchdog = Watchdog()
         except sqlite3.Error as exc:
             await self.close()
             raise DatabaseUnavailable(f"Cannot open the SQLite file {self.path}: {exc}") from None
@@ -305,6 +390,9 @@ class SqliteDatabase(Database):
             with suppress(sqlite3.Error):
                 reader.close()
         self._readers.clear()
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.stop()
         health, self._health = self._health, None
         if health is not None:
             with suppress(sqlite3.Error):
@@ -334,48 +422,72 @@ class SqliteDatabase(Database):
         """A catalog read is tried on the event loop for at most INLINE_BUDGET (a point lookup takes
         microseconds, and skipping the thread hop avoids GIL hand-offs that dominate latency under
         load); one that needs longer is interrupted by SQLite and run again on a worker thread under the
-        full limit (reads change nothing, so running one again is safe). Raw SQL always runs on a worker
-        thread. `owner` (the API key; the calling key when not given) waits when it holds its share of the
-        readers and taking one more would leave none free for other keys."""
+        rest of its limit (reads change nothing, so running one again is safe). Raw SQL is tried on the
+        loop only under tighter limits and the watchdog (the module's docstring). On a worker thread a
+        read holds a reader across awaits, so there `owner` (the API key; the calling key when not
+        given) waits while it holds its share of the readers and one more would leave none free for
+        other keys; a read on the loop gives its reader back before anyone
+        else runs, so it needs no share."""
         if not self._readers or self._read_threads is None:
             raise DatabaseUnavailable("The database is not open.")
-        owner = owner or call_owner.get()
+        bound = _bind(params)
+        limit = max_rows + 1
+        watchdog = self._watchdog
+        if not self._idle or (raw and watchdog is None):
+            return await self._read_on_worker(sql, bound, max_rows, timeout, raw, max_bytes,
+                                              owner or call_owner.get())
+        reader = self._idle.pop()
+        started = time.monotonic()
+        deadline = reader.deadline
+        deadline.at = started + min(timeout, INLINE_BUDGET)
+        try:
+            if raw:
+                reader.limit_for_inline_raw()
+                watchdog.watch(reader.conn, started + _RAW_INLINE_CUTOFF)  # type: ignore[union-attr]
+            elif reader.limited_for != max_bytes:
+                reader.limit_values(max_bytes)
+            fetched, columns, size = _fetch(reader.conn, sql, bound, limit, max_bytes)
+        except sqlite3.OperationalError as exc:
+            if not (_needs_more_time(exc, timeout) or (raw and _over_inline_limits(exc))):
+                raise self._translate(exc, deadline, raw, max_bytes, (sql, *bound.values())) from None
+            fetched = None
+        except sqlite3.Error as exc:
+            if not (raw and _over_inline_limits(exc)):
+                raise self._translate(exc, deadline, raw, max_bytes, (sql, *bound.values())) from None
+            fetched = None
+        finally:
+            if raw:
+                watchdog.done()  # type: ignore[union-attr]
+            deadline.at = float("inf")
+            self._give_back(reader)
+        if fetched is None:
+            return await self._read_on_worker(sql, bound, max_rows, started + timeout - time.monotonic(), raw,
+                                              max_bytes, owner or call_owner.get())
+        return _rows(columns, fetched, max_rows, size)
+
+    async def _read_on_worker(self, sql: str, bound: dict[str, Any], max_rows: int, remaining: float,
+                              raw: bool, max_bytes: int | None, owner: str | None) -> Rows:
+        """A read on a reader's thread, within `remaining` seconds once it has a reader (and the owner's
+        share place)."""
         if owner is not None and not self.shares.take_now(owner):
             await self.shares.take(owner)
         try:
-            # a reader is nearly always free (reads on the event loop return theirs at once)
             reader = self._idle.pop() if self._idle else await self._waiting.wait(self._give_back)
-            started = time.monotonic()
             deadline = reader.deadline
-            limit = max_rows + 1
+            deadline.at = time.monotonic() + remaining
             try:
-                bound = _bind(params)
                 reader.limit_values(max_bytes)
-                if raw:
-                    deadline.at = started + timeout
-                    fetched, columns, size = await self._on_worker(reader, sql, bound, limit, max_bytes,
-                                                                   timeout)
-                else:
-                    deadline.at = started + min(timeout, INLINE_BUDGET)
-                    try:
-                        fetched, columns, size = _fetch(reader.conn, sql, bound, limit, max_bytes)
-                    except sqlite3.OperationalError as exc:
-                        if not _needs_more_time(exc, timeout):
-                            raise
-                        deadline.at = started + timeout
-                        fetched, columns, size = await self._on_worker(reader, sql, bound, limit, max_bytes,
-                                                                       started + timeout - time.monotonic())
+                fetched, columns, size = await self._on_worker(reader, sql, bound, max_rows + 1, max_bytes,
+                                                               remaining)
             except sqlite3.Error as exc:
-                raise self._translate(exc, deadline, raw, max_bytes) from None
+                raise self._translate(exc, deadline, raw, max_bytes, (sql, *bound.values())) from None
             finally:
                 deadline.at = float("inf")
                 self._give_back(reader)
         finally:
             if owner is not None:
                 self.shares.give_back(owner)
-        truncated = len(fetched) > max_rows
-        return Rows(columns, [dict(zip(columns, row, strict=False)) for row in fetched[:max_rows]], truncated,
-                    size=size)
+        return _rows(columns, fetched, max_rows, size)
 
     def _give_back(self, reader: _Reader) -> None:
         if not self._waiting.give(reader):
@@ -393,7 +505,7 @@ class SqliteDatabase(Database):
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
-            conn.interrupt()
+            _time_is_up(conn, deadline)  # stopped for good: not taken for the watchdog's stray interrupt
             with suppress(sqlite3.Error, BridgeError):
                 await work
             raise
@@ -424,6 +536,15 @@ class SqliteDatabase(Database):
             finally:
                 self._writer_deadline.at = float("inf")
 
+    async def check_sql(self, sql: str, *, writes: bool, timeout: float) -> str | None:
+        """On a connection of its own, on a worker thread (opening a file is blocking I/O), so the
+        check never holds a reader or the writer that Voka's calls need."""
+        if self._writer is None:
+            raise DatabaseUnavailable("The database is not open.")
+        if not self.path.is_file():
+            raise DatabaseUnavailable(f"The SQLite file {self.path} is missing.")
+        return await asyncio.to_thread(_prepare_only, self.path, sql, writes, int(timeout * 1000))
+
     async def schema(self) -> list[Table]:
         if self._writer is None:
             raise DatabaseUnavailable("The database is not open.")
@@ -442,7 +563,8 @@ class SqliteDatabase(Database):
         return tables
 
     def _translate(self, exc: sqlite3.Error, deadline: _Deadline, raw: bool,
-                   max_bytes: int | None = None) -> BridgeError:
+                   max_bytes: int | None = None, caller: Iterable[object] = ()) -> BridgeError:
+        """`caller`: what the caller sent (raw SQL, values), never quoted back (engine_messages)."""
         message = str(exc)
         if isinstance(exc, sqlite3.OperationalError) and message == "interrupted" and deadline.expired():
             return QueryTimeout("The query took too long and was stopped.")
@@ -458,12 +580,14 @@ class SqliteDatabase(Database):
         if isinstance(exc, sqlite3.ProgrammingError) and "one statement at a time" in message:
             return BadRequest("Send one SQL statement at a time.", code="multiple_statements")
         if raw and isinstance(exc, sqlite3.ProgrammingError | sqlite3.OperationalError):
-            return BadRequest(f"The SQL was not accepted: {message}", code="sql_error")
+            return refusal(BadRequest, "The SQL was not accepted", exc, caller, code="sql_error")
         if raw and isinstance(exc, sqlite3.InterfaceError):
-            return BadRequest(f"The SQL arguments were not accepted: {message}", code="sql_error")
+            return refusal(BadRequest, "The SQL arguments were not accepted", exc, caller, code="sql_error")
         log.error("database error in a catalog tool", extra={"fields": {"error": message}})
-        return InternalError("The tool failed inside the database; the owner can see why in the log.",
-                             code="tool_failed")
+        failed = InternalError("The tool failed inside the database; the owner can see why in the log.",
+                               code="tool_failed")
+        failed.detail = redact(f"The database refused the tool's SQL: {message}")  # for the owner only
+        return failed
 
 
 class _SqliteTransaction:

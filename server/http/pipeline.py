@@ -6,6 +6,7 @@ plain 500 (the details go to error.log, never to the caller).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import logging
@@ -15,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from server.audit import asked_for
 from server.bridge import Bridge
 from server.errors import BridgeError, PayloadTooLarge
 from server.events import RequestFinished
@@ -24,6 +26,8 @@ from server.jsonsafe import dumps
 
 log = logging.getLogger("server.access")
 BODY_PREVIEW = 2048
+REFUSED = frozenset({401, 403, 429})
+PEEK_SECONDS = 0.25  # a refused caller's body that is slower than this is not waited for
 
 _HTTP_CODES = {404: ("not_found", "There is nothing at this address."),
                405: ("method_not_allowed", "This address does not accept that HTTP method."),
@@ -91,8 +95,26 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
         response = _refuse(ctx, BridgeError("Internal server error."))
     if response.status >= 400 and ctx.error_code is None:
         ctx.error_code = f"http_{response.status}"
+    if response.status in REFUSED and BODY not in request:
+        await _read_refused(request, ctx, bridge.config.limits.max_body_bytes)
     _finish(bridge, request, ctx, client, response, (time.perf_counter() - started) * 1000)
     return response
+
+
+async def _read_refused(request: web.Request, ctx: CallContext, max_bytes: int) -> None:
+    """A request refused before its body was read (no key, wrong key, over its limit): read the body
+    now, if it is small and arrives at once, so the owner sees what was asked (audit.asked_for)."""
+    length = request.content_length
+    if request.body_exists and length is not None and 0 < length <= max_bytes:
+        try:
+            async with asyncio.timeout(PEEK_SECONDS):
+                request[BODY] = await request.content.readexactly(length)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+    asked = asked_for(ctx.route, request.get(BODY))
+    if asked.protocol == "mcp":  # an MCP adapter that was reached has said so already
+        ctx.protocol = "mcp"
+    ctx.tool = ctx.tool or asked.tool
 
 
 def _refuse(ctx: CallContext, exc: BridgeError) -> web.Response:

@@ -127,7 +127,7 @@ class McpService:
         """Run one request method (not `initialize`, which the transport handles with the session)."""
         modern = version in MODERN_VERSIONS
         if method not in (MODERN_METHODS if modern else HANDSHAKE_METHODS) or method == "initialize":
-            raise RpcError(METHOD_NOT_FOUND, "Method not found", method[:100])
+            raise RpcError(METHOD_NOT_FOUND, "Method not found")  # never the caller's text back
         principal = ctx.principal
         assert principal is not None
         try:

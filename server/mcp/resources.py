@@ -32,7 +32,8 @@ async def read_resource(bridge: Bridge, params: dict[str, Any], version: str) ->
         raise RpcError(INVALID_PARAMS, "resources/read needs the resource's `uri`")
     if uri != SCHEMA_URI:
         code = INVALID_PARAMS if version in MODERN_VERSIONS else RESOURCE_NOT_FOUND
-        raise RpcError(code, "Resource not found", {"uri": uri[:200]}, audit_code="resource_not_found")
+        # no `data.uri`: the caller's text is never quoted back (masked, it would confirm a guessed secret)
+        raise RpcError(code, "Resource not found", audit_code="resource_not_found")
     db = await bridge.database()
     tables = await db.schema()
     document = {

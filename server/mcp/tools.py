@@ -138,7 +138,8 @@ class McpTools:
         tool = None if is_sql else catalog.get(name)
         visible = tool is not None and principal.may_use_tool(name) and tool.kind in principal.scopes
         if not is_sql and not visible:
-            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:64]}", audit_code="unknown_tool")
+            raise RpcError(INVALID_PARAMS, "Unknown tool: list the tools to see their names",
+                           audit_code="unknown_tool")
         meta = params.get("_meta")
         idempotency_key = meta.get(META_IDEMPOTENCY_KEY) if isinstance(meta, dict) else None
         if idempotency_key is None:

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import free_port
 
+INVENTORY = {"name": "check_inventory", "params": {"product_id": "JKT-BLU-M"}}
 SLOW_SQL = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 4000000) "
             "SELECT count(*) AS n FROM c")
 
@@ -81,16 +82,57 @@ def test_serve_demo_on_a_fresh_home_prints_a_key_and_a_working_curl(served: Serv
     assert served.lines[-1] == f"listening on http://127.0.0.1:{served.port}"
     assert {p.name for p in home.iterdir()} >= {"demo.sqlite3", "tools.toml", "state.sqlite3", "logs"}
     key = served.first_key()
-    curl = next(line for line in served.lines if "curl -X POST" in line)
-    assert key in curl and '"SELECT * FROM customers LIMIT 5"' in curl
+    assert any("'Voka AI'" in line and "not raw SQL" in line for line in served.lines)
+    curl = next(line.strip() for line in served.lines if "curl -X POST" in line)
+    assert key in curl and "SELECT" not in curl
+    pasted = subprocess.run(curl + " -s", shell=True, capture_output=True, text=True, timeout=30)
+    answer = json.loads(pasted.stdout)
+    assert answer["success"] is True and answer["data"][0]["product_id"] == "JKT-BLU-M"
     status, body = post(served.url + "/query", {"query": "SELECT * FROM customers LIMIT 5"}, key)
-    assert status == 200 and len(body["data"]) == 5
+    assert (status, body["code"]) == (403, "forbidden")  # tools only: raw SQL needs a key made with sql
 
 
-def test_sigterm_finishes_in_flight_requests_then_exits_zero(served: Served) -> None:
+def test_serve_on_own_database_prints_a_call_the_first_key_may_make(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    shop = tmp_path / "shop.sqlite3"
+    with sqlite3.connect(shop) as conn:
+        conn.execute("CREATE TABLE staff (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO staff (name) VALUES ('Ada')")
+    (home / "config.toml").write_text(f"[database]\nurl = 'sqlite:///{shop.as_posix().lstrip('/')}'\n")
+    (home / "tools.toml").write_text(
+        "[tools.staff_member]\nkind = 'query'\ndescription = 'One member of staff by number'\n"
+        "sql = 'SELECT name FROM staff WHERE id = :id'\n[tools.staff_member.params.id]\ntype = 'integer'\n"
+        "min = 1\n")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--home", str(home), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        assert proc.stdout is not None
+        while not lines or not lines[-1].startswith("listening on "):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else ""
+            lines.append(line.strip())
+        curl = next(line for line in lines if line.startswith("curl -X POST"))
+        pasted = subprocess.run(curl + " -s", shell=True, capture_output=True, text=True, timeout=30)
+        assert json.loads(pasted.stdout)["data"] == [{"name": "Ada"}]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits_zero(served: Served, tmp_path: Path) -> None:
     import threading
 
-    key = served.first_key()
+    made = run_cli("keys", "create", "--name", "slow sql", "--scopes", "query,action,sql", "--home",
+                   str(tmp_path / "home"))
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1]  # raw SQL is for a key made with the sql scope
+    deadline = time.monotonic() + 10  # the running server reads new keys within a second
+    while post(served.url + "/query", {"query": "SELECT 1"}, key)[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
     result: dict[str, object] = {}
     worker = threading.Thread(target=lambda: result.update(
         answer=post(served.url + "/query", {"query": SLOW_SQL}, key)))
@@ -264,13 +306,13 @@ def test_first_start_without_a_keyring_makes_a_key_that_survives_a_restart(tmp_p
     try:
         key = first.first_key()
         assert any("only time it is shown" in line for line in first.lines)
-        assert post(first.url + "/query", {"query": "SELECT * FROM customers LIMIT 5"}, key)[0] == 200
+        assert post(first.url + "/query", INVENTORY, key)[0] == 200
     finally:
         assert first.stop() == 0
     again = Served(home, env=NO_KEYRING)
     try:
         assert not any("vbk_" in line for line in again.lines)  # no new key at the second start
-        assert post(again.url + "/query", {"query": "SELECT * FROM customers LIMIT 5"}, key)[0] == 200
+        assert post(again.url + "/query", INVENTORY, key)[0] == 200
     finally:
         assert again.stop() == 0
     for served in (first, again):

@@ -128,7 +128,7 @@ def keep_alive_round(url: str, key: str, count: int) -> list[http.client.HTTPCon
     statuses: list[int] = []
 
     def ask(conn: http.client.HTTPConnection) -> None:
-        conn.request("POST", "/query", json.dumps({"query": "SELECT count(*) AS n FROM customers"}),
+        conn.request("POST", "/query", json.dumps(LOOKUP),
                      {"Content-Type": "application/json", "x-api-key": key})
         response = conn.getresponse()
         response.read()
@@ -202,7 +202,7 @@ def test_a_busy_keys_limit_holds_exactly_while_workers_lease_tokens(tmp_path: Pa
         statuses = []
         for n in range(720 - len(conns)):
             conn = conns[n % len(conns)]
-            conn.request("POST", "/query", json.dumps({"query": "SELECT 1 AS one"}),
+            conn.request("POST", "/query", json.dumps(LOOKUP),
                          {"Content-Type": "application/json", "x-api-key": key})
             response = conn.getresponse()
             response.read()
@@ -366,7 +366,11 @@ def test_an_action_empties_the_cached_query_on_every_worker(tmp_path: Path) -> N
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_lets_a_slow_request_finish_and_stops_every_worker(workers: Workers,
                                                                          stop_signal: int) -> None:
-    key = workers.first_key()
+    created = run_cli("keys", "create", "--name", "slow sql", "--scopes", "query,action,sql", "--home",
+                      str(workers.home))
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]  # raw SQL is for a key made with the sql scope
+    time.sleep(1.5)  # every worker reads new keys within a second
     result: dict[str, Any] = {}
     client = threading.Thread(target=lambda: result.update(answer=post(workers.url + "/query",
                                                                        {"query": SLOW_SQL}, key)))

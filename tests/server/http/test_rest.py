@@ -320,7 +320,7 @@ async def test_every_request_leaves_one_audit_row(server: RunningServer) -> None
     await server.bridge.audit.flush()
     rows = await server.bridge.on_state(server.bridge.audit.recent, 10)
     assert [(r["status"], r["key_name"], r["tool"], r["error_code"]) for r in reversed(rows)] == [
-        (200, "reader", "check_inventory", None), (401, None, None, "unauthorized"),
+        (200, "reader", "check_inventory", None), (401, None, "sql", "unauthorized"),  # what it asked for
         (403, "reader", "sql", "forbidden")]
     assert rows[-1]["rows"] == 1 and rows[-1]["client"] == "127.0.0.1" and rows[-1]["duration_ms"] > 0
 

@@ -136,10 +136,10 @@ def test_serve_runs_the_tunnel_prints_its_url_and_the_tunnel_commands_steer_it(t
         # a Voka-format call through the stand-in edge
         key = served.first_key()
         request = urllib.request.Request(f"http://127.0.0.1:{run['public_port']}/query", method="POST",
-                                         data=b'{"query": "SELECT 1 AS one"}',
+                                         data=b'{"name": "check_inventory", "params": {"product_id": "JKT-BLU-M"}}',
                                          headers={"Content-Type": "application/json", "x-api-key": key})
         with urllib.request.urlopen(request, timeout=20) as response:
-            assert json.loads(response.read())["data"] == [{"one": 1}]
+            assert json.loads(response.read())["data"][0]["product_id"] == "JKT-BLU-M"
         assert _audited_clients(home, "/query") == [DEFAULT_CLIENT]
 
         stopped = cli("tunnel", "stop", "--home", str(home))

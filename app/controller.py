@@ -5,6 +5,7 @@ Pages and the tray talk to this object, never to the server thread directly.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -147,7 +148,7 @@ class AppController(QObject):
         for event in batch:
             if isinstance(event, ServerStateChanged):
                 if event.state == "serving":
-                    self.started_at = time.time()
+                    self.started_at = event.at
                     self._seed_today()
                 elif event.state in ("stopped", "failed"):
                     self.started_at = None
@@ -177,9 +178,11 @@ class AppController(QObject):
         self._seeded = True
         server = self.server
 
+        live_since = dt.datetime.fromtimestamp(self.started_at or time.time(), dt.UTC)
+
         async def count() -> int:
             bridge = server.bridge  # whichever Bridge serves now (a restart may have replaced it)
-            return await bridge.on_state(count_today, bridge.state)
+            return await bridge.on_state(count_today, bridge.state, live_since)
 
         def failed(exc: BaseException) -> None:
             self._seeded = False  # try again on the next start

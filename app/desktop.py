@@ -6,7 +6,7 @@ import logging
 import sys
 
 from PySide6.QtCore import QObject, Slot
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.controller import AppController
 from app.pages.connect import ConnectPage
@@ -18,7 +18,7 @@ from app.pages.requests import RequestsPage
 from app.pages.settings import SettingsPage
 from app.pages.tools import ToolsPage
 from app.tray import Tray
-from app.window import MainWindow
+from app.window import CloseChoice, MainWindow
 from app.wizard import ConnectWizard
 from server.autostart import Autostart, for_platform
 from server.embedded import EmbeddedServer
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 
 GIL_SLICE_SECONDS = 0.001
+STOP_QUESTION = ("Closing the window stops Voka Bridge: Voka will not reach your shop until you start it "
+                 "again. Stop it?")
 
 
 class DesktopApp(QObject):
@@ -49,8 +51,9 @@ class DesktopApp(QObject):
         if tray is not None:
             self.tray.available = tray
         self.pages = self._build_pages()
-        self.window = MainWindow(self.controller, self.pages, on_close=self._keep_running_on_close)
+        self.window = MainWindow(self.controller, self.pages, on_close=self._on_window_close)
         self.wizard: ConnectWizard | None = None
+        self.close_question: QMessageBox | None = None
 
     def _build_pages(self) -> list[QWidget]:
         return [OverviewPage(self.controller), RequestsPage(self.controller, self.requests_cap),
@@ -78,17 +81,34 @@ class DesktopApp(QObject):
     def show_window(self) -> None:
         self.window.bring_forward()
 
-    def _keep_running_on_close(self) -> bool:
-        """Closing the window keeps serving from the tray; without a tray it is the app, so it quits."""
+    def _on_window_close(self) -> CloseChoice:
+        """Closing the window keeps serving from the tray. Without a tray the window is the whole app, so
+        closing it would stop serving Voka: ask first, and keep running (minimized) unless told to stop."""
         if self.quitting:
-            return False
+            return "close"
         if self.tray.available:
             if not self._told_about_tray:
                 self._told_about_tray = True
                 self.controller.notify(NoticeRules.kept_in_tray())
-            return True
-        self.quit()
-        return False
+            return "hide"
+        if self.ask_to_stop():
+            self.quit()
+            return "close"
+        return "minimize"
+
+    def ask_to_stop(self) -> bool:
+        """The owner's answer to closing the window with no tray: True to stop Voka Bridge."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Stop Voka Bridge?", STOP_QUESTION, parent=self.window)
+        stop = box.addButton("Stop Voka Bridge", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep running (minimize)", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        self.close_question = box
+        try:
+            box.exec()
+            return box.clickedButton() is stop
+        finally:
+            self.close_question = None
 
     @Slot()
     def quit(self) -> None:

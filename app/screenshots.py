@@ -97,8 +97,7 @@ def take(out: Path, traffic_seconds: float, pause: float = 0.6) -> list[Path]:
         _wait(app, lambda: desktop.server.state == "serving")
         keys = [desktop.server.first_key or os.environ.get("MCP_API_KEY", "")]
         if keyring_problem() is None:
-            for name, scopes in (("Voka AI", ("query", "action")), ("Front desk tablet", ("query",))):
-                keys.append(keyadmin.create_key(desktop.server.paths, name, scopes)[1])
+            keys.append(keyadmin.create_key(desktop.server.paths, "Front desk tablet", ("query",))[1])
             desktop.controller.keys_changed()
         url = desktop.controller.local_url
         worker = threading.Thread(target=_traffic, args=(url, keys, traffic_seconds, stop), daemon=True)

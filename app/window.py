@@ -1,8 +1,9 @@
-"""The main window: a header with the state and Start/Stop, page navigation on the left, a notice bar."""
+"""The main window: a header with the state and Start/Stop, page navigation on the left, a notice card."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from PySide6.QtCore import QSize, Qt, Slot
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
@@ -21,16 +22,20 @@ from PySide6.QtWidgets import (
 
 from app.controller import AppController
 from app.icons import app_icon, page_icon, state_icon
+from app.widgets.notice_bar import NoticeBar
 from server.notices import Notice
 from server.status import Status
 
 TITLE = "Voka Bridge"
+CloseChoice = Literal["hide", "minimize", "close"]
+"""What closing the window does: hide it (the tray keeps the app), minimize it (no tray, the owner chose
+to keep serving), or really close it (the app is quitting)."""
 
 
 class MainWindow(QMainWindow):
     def __init__(self, controller: AppController, pages: list[QWidget], *,
-                 on_close: Callable[[], bool], parent: QWidget | None = None) -> None:
-        """`on_close` decides what closing means: True when the app keeps running (in the tray)."""
+                 on_close: Callable[[], CloseChoice], parent: QWidget | None = None) -> None:
+        """`on_close` decides what closing the window means (see CloseChoice)."""
         super().__init__(parent)
         self.controller = controller
         self._on_close = on_close
@@ -66,21 +71,15 @@ class MainWindow(QMainWindow):
         self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.nav.setCurrentRow(0)
 
-        self.notice_bar = QLabel()
-        self.notice_bar.setWordWrap(True)
-        self.notice_bar.setVisible(False)
-        self.notice_bar.setFrameShape(QFrame.Shape.StyledPanel)
-        self.notice_bar.setContentsMargins(8, 4, 8, 4)
-
         body = QHBoxLayout()
         body.addWidget(self.nav)
         body.addWidget(self.stack, 1)
         central = QWidget()
         outer = QVBoxLayout(central)
         outer.addWidget(header)
-        outer.addWidget(self.notice_bar)
         outer.addLayout(body, 1)
         self.setCentralWidget(central)
+        self.notice_bar = NoticeBar(self.stack, central)  # floats over the pages: nothing moves
 
         for row in range(min(len(pages), 9)):
             shortcut = QShortcut(QKeySequence(f"Ctrl+{row + 1}"), self)
@@ -106,8 +105,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def show_notice(self, notice: Notice) -> None:
-        self.notice_bar.setText(f"<b>{notice.title}</b>: {notice.text}")
-        self.notice_bar.setVisible(True)
+        self.notice_bar.show_notice(notice)
 
     def bring_forward(self) -> None:
         self.show()
@@ -117,8 +115,12 @@ class MainWindow(QMainWindow):
         self.activateWindow()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self._on_close():
-            event.ignore()
+        choice = self._on_close()
+        if choice == "close":
+            event.accept()
+            return
+        event.ignore()
+        if choice == "hide":
             self.hide()
         else:
-            event.accept()
+            self.showMinimized()

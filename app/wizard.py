@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Slot
+from PySide6.QtCore import QEvent, QTimer, Slot
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
     QFormLayout,
@@ -18,16 +19,23 @@ from PySide6.QtWidgets import (
 
 from app.controller import AppController
 from app.icons import app_icon
+from app.pages.connect import WHERE_IN_VOKA
+from app.pages.keys import scope_words
 from app.widgets.copy_field import CopyField
 from app.widgets.database_form import DatabaseForm
+from app.widgets.file_field import FileField
 from app.widgets.tunnel_panel import TunnelPanel
 from server import keyadmin
 from server.config import ConfigError
-from server.connect import VOKA_PATH, Reach, VokaForm, apply_connection, voka_form
+from server.connect import Reach, VokaForm, apply_connection, voka_form
 from server.dbconnect import ConnectionReport, DatabaseChoice, test_connection
 from server.errors import BridgeError
+from server.keyadmin import UsableKey
 from server.keys import ApiKey, KeyProblem
 from server.secretstore import KeyringUnavailable
+
+EXAMPLE_ADDRESS = "https://voka.myshop.com"
+VOKA_SCOPES = ("query", "action")
 
 
 class DatabasePage(QWizardPage):
@@ -90,18 +98,41 @@ class KeyPage(QWizardPage):
         super().__init__()
         self.wizard_ = wizard
         self.setTitle("An API key for Voka")
-        self.setSubTitle("Voka sends this key with every call. It may run your tools (queries and actions) "
-                         "but not raw SQL.")
+        self.setSubTitle(f"Voka sends this key with every call. It {scope_words(VOKA_SCOPES)} through your "
+                         "tools, and nothing else.")
+        self.existing = QLabel()
+        self.existing.setWordWrap(True)
+        self.existing.setVisible(False)
         self.name = QLineEdit("Voka AI")
         self.create_button = QPushButton("Create key")
         self.create_button.clicked.connect(self.create)
         self.result = QLabel()
         self.result.setWordWrap(True)
         self.secret: str | None = None
+        self.made_here = False
         form = QFormLayout(self)
+        form.addRow(self.existing)
         form.addRow("Key name", self.name)
         form.addRow(self.create_button)
         form.addRow(self.result)
+
+    def initializePage(self) -> None:
+        """Offer the key this PC already has for Voka (the first start made one), so the owner does not
+        end up with two; creating a new one stays a click away."""
+        if not self.made_here:
+            self.wizard_.controller.voka_key(self._offer)
+
+    def _offer(self, key: UsableKey | None) -> None:
+        if key is None or self.made_here or not set(VOKA_SCOPES) <= key.scopes:
+            return
+        self.secret = key.secret
+        self.existing.setText(f"✔ Voka will use your key “{key.name}”: it {scope_words(key.scopes)}. "
+                              "To give Voka a new key instead, name it and create it.")
+        self.existing.setVisible(True)
+        if self.name.text() == key.name:
+            self.name.setText(f"{key.name} 2")
+        self.create_button.setText("Create a new key instead")
+        self.completeChanged.emit()
 
     def isComplete(self) -> bool:
         return self.secret is not None
@@ -114,9 +145,11 @@ class KeyPage(QWizardPage):
 
         def done(result: tuple[ApiKey, str]) -> None:
             record, self.secret = result
+            self.made_here = True
             kept = ("It is kept in your system's keyring." if record.secret_kept else
                     "This PC has no keyring to keep it in: the next screen shows it once, so copy it there.")
             self.result.setText(f"✔ Created the key “{record.name}”. {kept}")
+            self.existing.setVisible(False)
             self.name.setEnabled(False)
             controller.keys_changed()
             self.completeChanged.emit()
@@ -126,7 +159,7 @@ class KeyPage(QWizardPage):
             problem = str(exc) if isinstance(exc, KeyProblem | KeyringUnavailable) else f"Failed: {exc}"
             self.result.setText(f"✘ {problem}")
 
-        controller.calls.blocking(lambda: keyadmin.create_key(controller.paths, name, ("query", "action")),
+        controller.calls.blocking(lambda: keyadmin.create_key(controller.paths, name, VOKA_SCOPES),
                                   on_done=done, on_error=failed)
 
 
@@ -150,11 +183,8 @@ class ReachPage(QWizardPage):
         self.help = QLabel()
         self.help.setWordWrap(True)
         self.url = QLineEdit(wizard.controller.server.bridge.config.server.public_url)
-        self.url.setPlaceholderText(f"https://shop.example.com:{port}")
-        self.cert = QLineEdit()
-        self.cert.setPlaceholderText("certificate.pem (leave empty for a self-signed one)")
-        self.key = QLineEdit()
-        self.key.setPlaceholderText("private-key.pem")
+        self.cert = FileField("Certificate", placeholder="Leave empty to use a self-signed certificate")
+        self.key = FileField("Private key", placeholder="private-key.pem")
         self.problem = QLabel()
         self.problem.setWordWrap(True)
         self.public_box = QWidget()
@@ -189,6 +219,7 @@ class ReachPage(QWizardPage):
             f"Forward port {self.port} on your router to this PC and enter https://NAME:{self.port} with the "
             "name or address the internet sees." if public else
             f"Point your tunnel at http://127.0.0.1:{self.port} and paste the https:// address it gives.")
+        self.url.setPlaceholderText(f"{EXAMPLE_ADDRESS}:{self.port}" if public else EXAMPLE_ADDRESS)
         self.completeChanged.emit()
 
     def reach(self) -> Reach:
@@ -217,7 +248,7 @@ class FinishPage(QWizardPage):
         super().__init__()
         self.wizard_ = wizard
         self.setTitle("Add Voka Bridge in Voka AI")
-        self.setSubTitle(f"In Voka: {VOKA_PATH}. Paste these three values, save, and make a test call.")
+        self.setSubTitle(f"{WHERE_IN_VOKA} and paste these three values, save, and make a test call.")
         self.name = CopyField("Name")
         self.name.field.setReadOnly(False)
         self.name.set_text("Shop database")
@@ -254,6 +285,44 @@ class ConnectWizard(QWizard):
             self.addPage(page)
         self.applied = False
         self.error = ""
+        self._fit_pending = False
+        self.currentIdChanged.connect(self._fit_later)
+
+    # ---- size: the shown page's content decides it ------------------------------------------------
+    def event(self, event: QEvent) -> bool:
+        """A page's content grew or shrank (a PostgreSQL form, a long test result): fit to it."""
+        if event.type() == QEvent.Type.LayoutRequest:
+            self._fit_later()
+        return super().event(event)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_later()
+
+    def _fit_later(self, *_args: object) -> None:
+        if not self._fit_pending:
+            self._fit_pending = True
+            QTimer.singleShot(0, self, self.fit_to_page)  # dropped if the wizard is gone by then
+
+    def fit_to_page(self) -> None:
+        """Keep the window at least as large as the shown page needs, so no field is ever squashed.
+
+        QWizard works out its minimum size when it switches pages, not when the page's content changes,
+        and word-wrapped text needs more height the narrower the window is. Its own layout (around the
+        header, page and buttons) knows what the content needs now: apply that as the minimum."""
+        self._fit_pending = False
+        page = self.currentPage()
+        frame = next((child for child in self.children() if isinstance(child, QWidget)
+                      and child.layout() is not None and page is not None and child.isAncestorOf(page)), None)
+        if frame is None or not self.isVisible():
+            return
+        layout = frame.layout()
+        layout.activate()
+        minimum = layout.totalMinimumSize()
+        if layout.hasHeightForWidth():
+            minimum.setHeight(max(minimum.height(), layout.totalHeightForWidth(self.width())))
+        if minimum != self.minimumSize():
+            self.setMinimumSize(minimum)  # also grows the window when it is smaller
 
     def form(self) -> VokaForm:
         return voka_form(self.finish_page.name.text(), self.reach_page.reach(), self.key_page.secret or "")

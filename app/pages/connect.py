@@ -16,6 +16,9 @@ from server.connect import VOKA_PATH
 from server.connection_check import ProtocolCheck, check_connection
 from server.keyadmin import UsableKey
 
+WHERE_IN_VOKA = f"In Voka, open {VOKA_PATH}"
+"""Where the owner pastes the values, in the one wording this page and the wizard share."""
+
 
 class ConnectPage(QWidget):
     title = "Connect to Voka"
@@ -25,9 +28,9 @@ class ConnectPage(QWidget):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = controller
-        intro = QLabel(f"In Voka AI: {VOKA_PATH}, then paste these values. The one URL answers both ways "
-                       "Voka calls (its request format and MCP).")
-        intro.setWordWrap(True)
+        self.intro = QLabel(f"{WHERE_IN_VOKA} and paste these three values. The one URL answers both ways "
+                            "Voka calls (its request format and MCP).")
+        self.intro.setWordWrap(True)
         self.name = CopyField("Name")
         self.name.field.setReadOnly(False)
         self.name.set_text("Shop database")
@@ -44,7 +47,7 @@ class ConnectPage(QWidget):
         self.wizard_button.setToolTip("Choose the database, create a key and say how Voka reaches this PC")
         self.wizard_button.clicked.connect(lambda: open_wizard())
         layout = QVBoxLayout(self)
-        layout.addWidget(intro)
+        layout.addWidget(self.intro)
         layout.addLayout(form)
         layout.addWidget(self.hint)
         self.test_button = QPushButton("Test the connection")

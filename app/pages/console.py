@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -22,11 +23,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.controller import AppController
+from app.widgets.answer_view import AnswerView
 from app.widgets.fonts import mono
 from app.widgets.param_form import ParamForm
 from server import console, keyadmin
 from server.errors import BridgeError
 from server.keyadmin import UsableKey
+
+_READY = "Choose a tool, fill in its parameters and press Send."
 
 
 class ConsolePage(QWidget):
@@ -38,6 +42,8 @@ class ConsolePage(QWidget):
         self.controller = controller
         self.keys: list[UsableKey] = []
         self.last_request: tuple[str, dict[str, Any], str] | None = None
+        self._shown_tool: str | None = None
+        self._sent = 0  # numbers the requests: an answer to one sent before a tool change is dropped
 
         self.key_combo = QComboBox()
         self.key_combo.setToolTip("The API key the request is sent with (its scopes apply)")
@@ -55,7 +61,11 @@ class ConsolePage(QWidget):
         tool_layout.addWidget(self.description)
         tool_layout.addWidget(self.form)
         tool_layout.addStretch(1)
-        self.tabs.addTab(tool_tab, "Tool")
+        tool_scroll = QScrollArea()  # hints and a row editor can be taller than the room above the answer
+        tool_scroll.setWidgetResizable(True)
+        tool_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        tool_scroll.setWidget(tool_tab)
+        self.tabs.addTab(tool_scroll, "Tool")
 
         sql_tab = QWidget()
         self.sql_edit = QPlainTextEdit("SELECT * FROM customers LIMIT 5")
@@ -81,12 +91,9 @@ class ConsolePage(QWidget):
         buttons.addWidget(self.curl_button)
         buttons.addWidget(self.send_button)
 
-        self.status_label = QLabel("Choose a tool, fill in its parameters and press Send.")
+        self.status_label = QLabel(_READY)
         self.status_label.setWordWrap(True)
-        self.response = QPlainTextEdit()
-        self.response.setReadOnly(True)
-        self.response.setFont(mono())
-        self.response.setPlaceholderText("The answer appears here.")
+        self.answer = AnswerView()
 
         top = QWidget()
         top_layout = QVBoxLayout(top)
@@ -99,7 +106,7 @@ class ConsolePage(QWidget):
         bottom_layout = QVBoxLayout(bottom)
         bottom_layout.setContentsMargins(0, 0, 0, 0)
         bottom_layout.addWidget(self.status_label)
-        bottom_layout.addWidget(self.response)
+        bottom_layout.addWidget(self.answer)
         splitter.addWidget(bottom)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
@@ -131,8 +138,20 @@ class ConsolePage(QWidget):
     def _tool_chosen(self, *_args: object) -> None:
         tool = self.controller.server.bridge.catalog.get(self.tool_combo.currentData() or "")
         if self.form.tool is not tool:  # a reload brings new Tool objects: rebuild the form
+            same = tool is not None and self.form.tool is not None and self.form.tool.name == tool.name
+            typed = self.form.raw_values() if same else {}
             self.form.set_tool(tool)
+            for name, value in typed.items():  # a reload of the same tool keeps what was typed
+                if name in self.form.fields:
+                    self.form.set_value(name, value)
         self.description.setText(tool.description if tool else "No tools in the catalog yet.")
+        name = tool.name if tool else None
+        if name != self._shown_tool:  # another tool: the last answer belongs to the one before
+            self._shown_tool = name
+            self._sent += 1
+            self.answer.clear()
+            self.status_label.setText(_READY)
+            self.send_button.setEnabled(True)
 
     @Slot(str)
     def _state_changed(self, state: str) -> None:
@@ -170,6 +189,9 @@ class ConsolePage(QWidget):
                 tool = self.controller.server.bridge.catalog.get(self.tool_combo.currentData() or "")
                 if tool is None:
                     raise BridgeError("Choose a tool first.")
+                problems = self.form.problems()
+                if problems:
+                    raise BridgeError("; ".join(problems) + ".")
                 return console.tool_request(tool, console.coerce_form(tool, self.form.raw_values()))
             args_text = self.sql_args.text().strip()
             args = json.loads(args_text) if args_text else []
@@ -184,7 +206,7 @@ class ConsolePage(QWidget):
 
     def _show_problem(self, message: str) -> None:
         self.status_label.setText(f"Not sent: {message}")
-        self.response.clear()
+        self.answer.clear()
 
     @Slot()
     def send(self) -> None:
@@ -203,18 +225,25 @@ class ConsolePage(QWidget):
         self.last_request = (path, body, key.secret)
         self.send_button.setEnabled(False)
         self.status_label.setText(f"Sending POST {path}…")
-        self.controller.calls.run(console.send(base, path, key.secret, body), on_done=self._answered,
-                                  on_error=self._failed)
+        self._sent += 1
+        number = self._sent
+        self.answer.clear()
+        self.controller.calls.run(console.send(base, path, key.secret, body),
+                                  on_done=lambda result: self._answered(number, result),
+                                  on_error=lambda exc: self._failed(number, exc))
 
-    def _answered(self, result: console.ConsoleResult) -> None:
+    def _answered(self, number: int, result: console.ConsoleResult) -> None:
+        if number != self._sent:  # sent for the tool before; choosing another one re-enabled Send
+            return
         self.send_button.setEnabled(True)
         verdict = "OK" if 200 <= result.status < 300 else "refused" if result.status < 500 else "failed"
         self.status_label.setText(f"HTTP {result.status} ({verdict}) in {result.elapsed_ms:.0f} ms")
-        self.response.setPlainText(result.pretty)
+        self.answer.show_answer(result.payload, result.text)
 
-    def _failed(self, exc: BaseException) -> None:
-        self.send_button.setEnabled(True)
-        self.status_label.setText(f"The request did not get an answer: {exc or type(exc).__name__}")
+    def _failed(self, number: int, exc: BaseException) -> None:
+        if number == self._sent:
+            self.send_button.setEnabled(True)
+            self.status_label.setText(f"The request did not get an answer: {exc or type(exc).__name__}")
 
     @Slot()
     def copy_curl(self) -> None:

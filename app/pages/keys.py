@@ -4,6 +4,7 @@ revoke, last used."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import QGuiApplication
@@ -31,12 +32,27 @@ from PySide6.QtWidgets import (
 
 from app.controller import AppController
 from server import keyadmin
-from server.keys import SCOPES, ApiKey, KeyProblem
+from server.keys import SCOPES, ApiKey, KeyProblem, hash_key
 from server.notices import NoticeRules
 
-COLUMNS = ("Name", "ID", "Scopes", "Tools", "Rate limit", "Status", "Created", "Last used", "Uses")
-SCOPE_HELP = {"query": "run the catalog's queries", "action": "run the catalog's actions (they change data)",
-              "sql": "run raw read-only SQL"}
+COLUMNS = ("Name", "ID", "What it can do", "Tools", "Rate limit", "Status", "Created", "Last used", "Uses")
+SCOPE_WORDS = {"query": "can look things up", "action": "can change things",
+               "sql": "can run any read-only SQL (advanced)"}
+"""What each stored scope (query, action, sql; names unchanged) means for the shop."""
+SCOPE_HELP = {"query": "Your query tools: stock, prices, customers, order status…",
+              "action": "Your action tools, which write to your data: new customers, orders…",
+              "sql": "Reads any table, not only what your tools show. Only for an IT helper's own key."}
+
+
+def scope_words(scopes: Collection[str]) -> str:
+    """A key's scopes as one plain phrase, e.g. "can look things up and can change things"."""
+    words = [SCOPE_WORDS[scope] for scope in SCOPES if scope in scopes]
+    if not words:
+        return "can do nothing"
+    return ", ".join(words[:-1]) + (" and " if len(words) > 1 else "") + words[-1]
+
+
+NO_KEYS = "No keys yet. Create one for Voka with “New key…”."
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -49,7 +65,10 @@ class NewKeyDialog(QDialog):
         self.setWindowTitle("New API key")
         self.name = QLineEdit("voka")
         self.name.setToolTip("A name you recognise, e.g. the assistant or person using it")
-        self.scopes = {scope: QCheckBox(f"{scope}: {SCOPE_HELP[scope]}") for scope in SCOPES}
+        self.scopes = {scope: QCheckBox(SCOPE_WORDS[scope][0].upper() + SCOPE_WORDS[scope][1:])
+                       for scope in SCOPES}
+        for scope, box in self.scopes.items():
+            box.setToolTip(f"{SCOPE_HELP[scope]} (scope “{scope}”)")
         self.scopes["query"].setChecked(True)
         self.scopes["action"].setChecked(True)
         self.tools = QListWidget()
@@ -69,7 +88,7 @@ class NewKeyDialog(QDialog):
         scope_box = QVBoxLayout()
         for box in self.scopes.values():
             scope_box.addWidget(box)
-        form.addRow("May", scope_box)
+        form.addRow("This key", scope_box)
         form.addRow("Only these tools", self.tools)
         form.addRow("Rate limit", self.rate)
         self.problem = QLabel()
@@ -177,6 +196,7 @@ class KeysPage(QWidget):
         controller.serverStateChanged.connect(lambda state: state == "serving" and self.refresh())
         controller.requestsArrived.connect(self._maybe_refresh_usage)
         self._usage_dirty = False
+        self._standing = ""  # the page's own note (no keys yet, the first start's key), not news
         self.refresh()
         self._selection_changed()
 
@@ -217,20 +237,34 @@ class KeysPage(QWidget):
         self.table.setRowCount(len(records))
         for row, key in enumerate(records):
             rate = str(key.rate_limit) if key.rate_limit else "default"
-            values = (key.name, key.id, ", ".join(key.scopes), ", ".join(key.tools) if key.tools else "all",
+            can = "; ".join(SCOPE_WORDS[scope] for scope in SCOPES if scope in key.scopes)
+            values = (key.name, key.id, can, ", ".join(key.tools) if key.tools else "all",
                       rate, key.status, _when(key.created_at), _when(key.last_used_at), str(key.use_count))
             for column, value in enumerate(values):
                 item = QTableWidgetItem(value)
+                if column == 2:
+                    item.setToolTip("Scopes: " + ", ".join(key.scopes))
                 if column == 5 and key.status == "rotating" and key.old_expires_at:
                     item.setToolTip(f"The old secret works until {_when(key.old_expires_at)}")
                 self.table.setItem(row, column, item)
             if selected is not None and key.id == selected.id:
                 self.table.selectRow(row)
-        if not records:
-            self.message.setText("No keys yet. Create one for Voka with “New key…”.")
-        elif self.message.text().startswith("No keys yet"):
-            self.message.clear()
+        standing = self.message.text() in ("", NO_KEYS, self._standing)  # nothing the owner just did
+        self._standing = NO_KEYS if not records else self._first_key_note(records)
+        if standing:
+            self.message.setText(self._standing)
         self._selection_changed()
+
+    def _first_key_note(self, records: list[ApiKey]) -> str:
+        """Tell about the key the first start made this run (the owner never asked for it)."""
+        secret = self.controller.server.first_key
+        made = hash_key(secret) if secret else None
+        key = next((k for k in records if k.hash == made and k.status in ("active", "rotating")), None)
+        if key is None:
+            return ""
+        return (f"Voka Bridge made the key “{key.name}” when it first started, so Voka can use your shop at "
+                f"once: it {scope_words(key.scopes)} through your tools (no raw SQL). Rename or revoke it "
+                "here whenever you like.")
 
     def selected(self) -> ApiKey | None:
         rows = self.table.selectionModel().selectedRows()
@@ -271,7 +305,7 @@ class KeysPage(QWidget):
         assert dialog is not None
         scopes = dialog.chosen_scopes()
         if not scopes:
-            self.message.setText("A key needs at least one permission (query, action or sql).")
+            self.message.setText("A key needs to be allowed at least one thing: tick what it can do.")
             return
         rate = dialog.rate.value() or None
         self.controller.calls.blocking(

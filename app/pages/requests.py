@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from app.controller import AppController
 from app.pages.requests_model import DEFAULT_CAP, STATUS_FILTERS, RequestsFilter, RequestsModel
+from server.audit import what_was_asked
 from server.events import RequestFinished
 from server.history import export_csv, history_page
 
@@ -41,8 +42,9 @@ def _pretty(text: str) -> str:
 def describe(event: RequestFinished, audit_id: int | None = None) -> str:
     lines = [f"{event.method} {event.route} → {event.status}" + (f" ({event.error_code})"
                                                                   if event.error_code else ""),
+             f"Asked for: {what_was_asked(event)}",
              f"Time: {event.ts}", f"Key: {event.key_name or 'none'}", f"Client: {event.client}",
-             f"Protocol: {event.protocol}", f"Tool: {event.tool or '—'}",
+             f"Protocol: {event.protocol}",
              f"Duration: {event.duration_ms:.1f} ms", f"Rows: {'—' if event.rows is None else event.rows}"]
     if event.detail:
         lines.insert(1, f"Reason: {event.detail}")
@@ -51,7 +53,7 @@ def describe(event: RequestFinished, audit_id: int | None = None) -> str:
                   "the summary above."]
     else:
         lines += ["", "Request body (keys and passwords masked):",
-                  _pretty(event.masked_request()) or "(empty)",
+                  _pretty(event.masked_request()) or "(none was sent)",
                   "", "Response body:", _pretty(event.masked_response()) or "(empty)"]
     return "\n".join(lines)
 
@@ -177,6 +179,7 @@ class RequestsPage(QWidget):
         self.proxy.apply(status=STATUS_FILTERS[self.status_filter.currentText()],
                               tool="" if tool == ALL_TOOLS else tool, key="" if key == ALL_KEYS else key,
                               text=self.search.text())
+        self.table.scrollToTop()  # the rows above the old position may be others now: start at the top
         self._update_counter()
 
     @Slot(QItemSelection, QItemSelection)

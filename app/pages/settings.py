@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.controller import AppController
+from app.widgets.file_field import FileField
 from app.widgets.tunnel_panel import TunnelPanel
 from server.autostart import Autostart, launch_command
 from server.config import Config, ConfigError
@@ -57,7 +58,7 @@ class SettingsPage(QWidget):
         self.host.setToolTip("Where the server listens. Anything but this PC needs HTTPS.")
         self.port = _spin(1, 65535)
         self.public_url = QLineEdit()
-        self.public_url.setPlaceholderText("https://your-tunnel.example.com")
+        self.public_url.setPlaceholderText("https://voka.myshop.com")
         self.public_url.setToolTip("The address Voka uses to reach this PC (your tunnel or public name)")
         server_box = QGroupBox("Server")
         server_form = QFormLayout(server_box)
@@ -66,10 +67,8 @@ class SettingsPage(QWidget):
         server_form.addRow("Address for Voka", self.public_url)
 
         self.self_signed = QCheckBox("Generate and use a self-signed certificate")
-        self.tls_cert = QLineEdit()
-        self.tls_cert.setPlaceholderText("certificate.pem (your own certificate)")
-        self.tls_key = QLineEdit()
-        self.tls_key.setPlaceholderText("private-key.pem")
+        self.tls_cert = FileField("Certificate", placeholder="certificate.pem (your own certificate)")
+        self.tls_key = FileField("Private key", placeholder="private-key.pem")
         tls_box = QGroupBox("HTTPS")
         tls_form = QFormLayout(tls_box)
         tls_form.addRow(self.self_signed)

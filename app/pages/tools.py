@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt, Slot
@@ -41,10 +42,20 @@ from server.config import ConfigError
 from server.errors import BridgeError
 from server.suggest import Suggestion, suggest
 from server.tool_templates import templates
-from server.tool_test import TryResult, tool_from_spec, try_tool
+from server.tool_test import SqlProblem, TryResult, check_live_tool, tool_from_spec, try_tool
 
 PARAM_TYPES = ("string", "integer", "number", "boolean", "date", "json")
-PARAM_COLUMNS = ("Name", "Type", "Required", "Description", "Pattern", "Min", "Max")
+PARAM_COLUMNS = ("Name", "Type", "Required", "Description", "Allowed form\n(advanced)", "Min", "Max")
+PATTERN_COLUMN = 4
+PATTERN_HELP = ("Optional: a regular expression the value must match, e.g. ^\\+?[0-9]{7,15}$ for a phone "
+                "number. Voka is refused a value of any other form before the database sees it. Leave it "
+                "empty to accept any text.")
+# What each kind of tool means for the shop; tools.toml keeps "query" and "action".
+KINDS = {"query": "Voka can look this up (reads only)",
+         "action": "Voka can change this (adds or updates data)"}
+WHO_MAY = {"query": "Keys that may look things up, unless a key is kept to other tools (the Keys page).",
+           "action": "Only keys that may make changes, unless a key is kept to other tools (the Keys "
+                     "page). A key that may only look things up is refused."}
 
 
 def _number(text: str) -> float | int | None:
@@ -100,6 +111,7 @@ class ToolsPage(QWidget):
         self.original: dict[str, Any] = {}
         self.dirty = False
         self.suggest_dialog: SuggestDialog | None = None
+        self.save_question: QMessageBox | None = None  # open while the owner decides on a broken tool
 
         self.list = QListWidget()
         self.list.setAccessibleName("Tools")
@@ -133,8 +145,12 @@ class ToolsPage(QWidget):
         self.name = QLineEdit()
         self.name.setToolTip("Lowercase letters, digits and _, e.g. find_customer_by_phone")
         self.kind = QComboBox()
-        self.kind.addItems(["query", "action"])
-        self.kind.setToolTip("A query only reads; an action may change data (keys need the action scope)")
+        for kind, label in KINDS.items():
+            self.kind.addItem(label, kind)
+        self.kind.setToolTip("A look-up only reads your data; a change may add or update it")
+        self.who_may = QLabel()
+        self.who_may.setWordWrap(True)
+        self.kind.currentIndexChanged.connect(self._show_who_may)
         self.title_edit = QLineEdit()
         self.description = QPlainTextEdit()
         self.description.setFixedHeight(60)
@@ -150,6 +166,7 @@ class ToolsPage(QWidget):
         self.steps_editor.changed.connect(self._mark_dirty)
         self.params = QTableWidget(0, len(PARAM_COLUMNS))
         self.params.setHorizontalHeaderLabels(PARAM_COLUMNS)
+        self.params.horizontalHeaderItem(PATTERN_COLUMN).setToolTip(PATTERN_HELP)
         self.params.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.params.verticalHeader().setVisible(False)
         self.params.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -173,7 +190,8 @@ class ToolsPage(QWidget):
 
         form = QFormLayout()
         form.addRow("Name", self.name)
-        form.addRow("Kind", self.kind)
+        form.addRow("What it does", self.kind)
+        form.addRow("Which keys may use it", self.who_may)
         form.addRow("Title", self.title_edit)
         form.addRow("Description", self.description)
         form.addRow("SQL", self.sql)
@@ -304,7 +322,7 @@ class ToolsPage(QWidget):
         for widget in widgets:
             widget.blockSignals(True)
         self.name.setText(name)
-        self.kind.setCurrentText(spec.get("kind", "query"))
+        self.kind.setCurrentIndex(max(0, self.kind.findData(spec.get("kind", "query"))))
         self.title_edit.setText(spec.get("title", ""))
         self.description.setPlainText(spec.get("description", ""))
         sql = spec.get("sql")
@@ -327,6 +345,7 @@ class ToolsPage(QWidget):
         self.cache.setValue(int(spec.get("cache_ttl_seconds") or 0))
         for widget in widgets:
             widget.blockSignals(False)
+        self._show_who_may()
         self.dirty = not saved
         self.message.setText("" if saved else "New tool: fill it in, then Save.")
         self.test_box.setVisible(False)
@@ -347,7 +366,7 @@ class ToolsPage(QWidget):
         checked = spec.get("required", True)
         required.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
         self.params.setItem(row, 2, required)
-        for column, key in ((3, "description"), (4, "pattern"), (5, "min"), (6, "max")):
+        for column, key in ((3, "description"), (PATTERN_COLUMN, "pattern"), (5, "min"), (6, "max")):
             value = spec.get(key)
             self.params.setItem(row, column, QTableWidgetItem("" if value is None else str(value)))
         self.params.item(row, 0).setData(Qt.ItemDataRole.UserRole, spec)
@@ -364,10 +383,14 @@ class ToolsPage(QWidget):
     def _mark_dirty(self, *_args: object) -> None:
         self.dirty = True
 
+    @Slot()
+    def _show_who_may(self, *_args: object) -> None:
+        self.who_may.setText(WHO_MAY[self.kind.currentData() or "query"])
+
     def collect(self) -> tuple[str, dict[str, Any]]:
         """The edited tool as a spec (values the form does not show are kept from the original)."""
         spec = {k: v for k, v in self.original.items() if k not in ("params",)}
-        spec["kind"] = self.kind.currentText()
+        spec["kind"] = self.kind.currentData()
         spec["title"] = self.title_edit.text().strip()
         spec["description"] = self.description.toPlainText().strip()
         if spec.get("steps"):
@@ -395,7 +418,7 @@ class ToolsPage(QWidget):
                 base.pop("required", None)
             else:
                 base["required"] = False
-            for column, key in ((3, "description"), (4, "pattern")):
+            for column, key in ((3, "description"), (PATTERN_COLUMN, "pattern")):
                 text = self.params.item(row, column).text().strip()
                 if text:
                     base[key] = text
@@ -448,6 +471,8 @@ class ToolsPage(QWidget):
 
     @Slot()
     def save(self) -> None:
+        """Check the tool's SQL on the live database first (prepared, never run); a tool the database
+        does not accept is saved only when the owner says so."""
         if self.doc is None:
             return
         try:
@@ -456,8 +481,68 @@ class ToolsPage(QWidget):
             self._problem(exc)
             return
         doc, replacing = self.doc, self.current
-        self._write(lambda: doc.with_tool(name, spec, replacing=replacing),
-                    f"Saved {name}; Voka sees it now.", select=name)
+
+        def write(done_text: str = f"Saved {name}; Voka sees it now.") -> None:
+            self._write(lambda: doc.with_tool(name, spec, replacing=replacing), done_text, select=name)
+
+        try:
+            tool = tool_from_spec(name, spec)
+        except ConfigError:
+            write()  # the catalog's own validation names what is wrong, and nothing is written
+            return
+        if not self.controller.serving:
+            write(f"Saved {name}. Its SQL was not checked against your database: the server is stopped.")
+            return
+
+        def checked(problems: list[SqlProblem]) -> None:
+            self.save_button.setEnabled(True)
+            if not problems:
+                write()
+                return
+            said = "\n".join(str(problem) for problem in problems)
+            if problems[0].step is not None and self.name.text().strip() == name:
+                self.steps_editor.select_step(problems[0].step - 1)  # show the step it refuses
+            self.message.setText(f"The database does not accept the SQL of {name}: {said}")
+            self._ask_save_anyway(name, said, lambda: write(
+                f"Saved {name}; Voka sees it now, but will get an error when it uses it: the database "
+                f"does not accept its SQL ({said})."))
+
+        def not_checked(exc: BaseException) -> None:
+            self.save_button.setEnabled(True)
+            why = exc.detail if isinstance(exc, BridgeError) else str(exc)
+            write(f"Saved {name}; Voka sees it now. Its SQL could not be checked: {why}")
+
+        self.save_button.setEnabled(False)
+        self.message.setText(f"Checking the SQL of {name} against your database (nothing is run)…")
+        self.controller.calls.run(check_live_tool(self.controller.server.bridge, tool),
+                                  on_done=checked, on_error=not_checked)
+
+    def _ask_save_anyway(self, name: str, said: str, save: Callable[[], None]) -> None:
+        """The database's own words, then a question whose safe answer (keep editing) is the default."""
+        buttons = QMessageBox.StandardButton
+        box = QMessageBox(QMessageBox.Icon.Warning, "The database does not accept this tool",
+                          f"The database does not accept the SQL of {name}:\n\n{said}",
+                          buttons.Yes | buttons.No, self)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.setInformativeText("Save anyway? Voka will get an error when it uses it.")
+        box.button(buttons.Yes).setText("Save anyway")
+        box.button(buttons.No).setText("Don't save")
+        box.setDefaultButton(buttons.No)
+        box.setEscapeButton(buttons.No)
+
+        def answered() -> None:
+            self.save_question = None
+            anyway = box.clickedButton() is box.button(buttons.Yes)
+            box.deleteLater()
+            if anyway:
+                save()
+            else:
+                self.message.setText(f"Not saved: the database does not accept the SQL of {name}: {said}")
+
+        box.finished.connect(answered)
+        self.save_question = box
+        box.open()
 
     def _write(self, change: Any, done_text: str, *, select: str | None) -> None:
         """Validate and write on a worker; then reload the running server's catalog."""

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.controller import AppController
+from server.connect import VOKA_PATH
 from server.events import TunnelChanged
 
 
@@ -191,7 +192,7 @@ class TunnelPanel(QWidget):
         if event.message:
             text += f"<br>{event.message}"
         if event.url_changed and event.state == "up":
-            text += "<br><b>The address changed</b>: paste the new URL into Voka's MCP server settings."
+            text += f"<br><b>The address changed</b>: paste the new URL into Voka again ({VOKA_PATH})."
         self.state.setText(text)
         self.progress.setVisible(event.progress is not None and event.state == "starting")
         if event.progress is not None:

@@ -125,3 +125,27 @@ def test_a_server_restart_keeps_what_the_owner_is_typing(desktop, qtbot):
     assert page.form.postgres.isChecked() and page.form.database.text() == "shop" and page.edited()
     page.form.demo.setChecked(True)  # back to what config.toml says: the next report reloads the form
     assert not page.edited()
+
+
+def test_settings_browse_for_the_certificate_and_key_files(make_desktop, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    desktop = make_desktop(start=False)
+    page = desktop.window.show_page("Settings")
+    assert page.public_url.placeholderText() == "https://voka.myshop.com"
+    cert, key = tmp_path / "my shop.crt", tmp_path / "my shop.key"
+    asked: list[tuple[str, str]] = []
+
+    def pick(parent, caption, folder, file_filter):  # the owner's choice in the file dialog
+        asked.append((caption, folder))
+        return (str(cert if caption == "Certificate" else key), "")
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", pick)
+    page.tls_cert.browse_button.click()
+    page.tls_key.browse_button.click()
+    assert [caption for caption, _ in asked] == ["Certificate", "Private key"]
+    assert page.tls_cert.text() == str(cert) and page.tls_key.text() == str(key)
+    page.tls_cert.browse_button.click()  # the dialog opens where the chosen file is
+    assert asked[-1] == ("Certificate", str(cert))
+    server = page.values()["server"]
+    assert (server["tls_cert"], server["tls_key"]) == (str(cert), str(key))

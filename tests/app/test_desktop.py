@@ -9,7 +9,10 @@ from pathlib import Path
 from PySide6.QtGui import QGuiApplication
 
 from app.single_instance import SingleInstance, instance_name
+from server import keyadmin
 from tests.app.conftest import call
+
+INVENTORY = {"name": "check_inventory", "params": {"product_id": "JKT-BLU-M"}}
 
 
 def port_open(port: int) -> bool:
@@ -29,12 +32,16 @@ def test_window_title_and_server_listening_on_the_given_port(desktop, qtbot):
     assert desktop.controller.local_url in desktop.tray.tooltip()
 
 
-def test_first_run_creates_a_demo_key_that_works_from_outside(desktop):
+def test_first_run_makes_a_key_for_voka_that_runs_tools_but_not_raw_sql(desktop):
     key = desktop.server.first_key
     assert key and key.startswith("vbk_")
+    [record] = keyadmin.list_keys(desktop.server.paths)
+    assert record.name == "Voka AI" and record.scopes == ("query", "action")
+    status, body = call(desktop.controller.local_url, "/query", INVENTORY, key=key)
+    assert status == 200 and body["data"][0]["product_id"] == "JKT-BLU-M"
     status, body = call(desktop.controller.local_url, "/query",
                         {"query": "SELECT * FROM customers LIMIT 5"}, key=key)
-    assert status == 200 and len(body["data"]) == 5
+    assert status == 403 and body["code"] == "forbidden"
 
 
 def test_mcp_api_key_is_honoured(make_desktop, monkeypatch):
@@ -60,8 +67,7 @@ def test_tray_stop_closes_the_port_and_start_reopens_it(desktop, qtbot):
     desktop.tray.toggle_action.trigger()
     qtbot.waitUntil(lambda: desktop.server.state == "serving", timeout=15_000)
     assert port_open(port)
-    status, _ = call(desktop.controller.local_url, "/query", {"query": "SELECT 1 AS one"},
-                     key=desktop.server.first_key)
+    status, _ = call(desktop.controller.local_url, "/query", INVENTORY, key=desktop.server.first_key)
     assert status == 200
 
 
@@ -117,14 +123,6 @@ def test_closing_the_window_keeps_serving_in_the_tray(desktop, qtbot):
     assert desktop.window.isHidden()
     assert desktop.server.state == "serving"
     assert "keeps running" in desktop.window.notice_bar.text().lower()
-
-
-def test_without_a_tray_closing_the_window_quits_the_app(make_desktop, qtbot):
-    app = make_desktop(tray=False)
-    app.window.show()
-    app.window.close()
-    assert app.quitting
-    assert app.server.state == "stopped"
 
 
 def test_second_instance_brings_the_first_forward(desktop, qtbot):

@@ -94,14 +94,14 @@ def test_tool_allowlist_copy_rotate_and_revoke(desktop, qtbot):
 
 def test_bad_key_name_is_explained_and_nothing_is_created(desktop, qtbot):
     page = desktop.window.show_page("Keys")
-    qtbot.waitUntil(lambda: len(page.records) == 1, timeout=5000)  # the first run's demo key
+    qtbot.waitUntil(lambda: len(page.records) == 1, timeout=5000)  # the key the first start made
     dialog = page.new_key()
     dialog.name.setText("!!bad name")
     dialog.accept()
     qtbot.waitUntil(lambda: "key name is" in page.message.text(), timeout=5000)
     page.refresh()
     qtbot.wait(300)
-    assert [k.name for k in page.records] == ["demo"]
+    assert [k.name for k in page.records] == ["Voka AI"]
 
 
 def test_rename_in_the_keys_page_shows_in_the_audit_of_outside_requests(desktop, qtbot):
@@ -134,10 +134,10 @@ def test_rename_in_the_keys_page_shows_in_the_audit_of_outside_requests(desktop,
     qtbot.waitUntil(lambda: audit_names() == ["counter"], timeout=5000)
 
     page.select("counter")
-    page.ask_new_name = lambda current: "demo"  # the first-run key's name
+    page.ask_new_name = lambda current: "Voka AI"  # the first start's key's name
     page.rename_button.click()
     qtbot.waitUntil(lambda: "already exists" in page.message.text(), timeout=5000)
-    assert {k.name for k in page.records} >= {"counter", "demo"}
+    assert {k.name for k in page.records} >= {"counter", "Voka AI"}
 
 
 NOT_HERE = ("This key's secret was shown once when it was made and is not stored on this PC (no OS keyring). "
@@ -177,8 +177,8 @@ def test_without_a_keyring_copy_says_plainly_that_the_secret_is_not_on_this_pc(n
     url = desktop.controller.local_url
     first = desktop.server.first_key
     assert first and call(url, "/query", INVENTORY, key=first)[0] == 200
-    qtbot.waitUntil(lambda: any(k.name == "demo" for k in page.records), timeout=5000)
-    page.select("demo")
+    qtbot.waitUntil(lambda: any(k.name == "Voka AI" for k in page.records), timeout=5000)
+    page.select("Voka AI")
     page.copy_button.click()  # the first key, made this run: the app still holds it until it quits
     qtbot.waitUntil(lambda: QGuiApplication.clipboard().text() == first, timeout=5000)
 
@@ -201,3 +201,51 @@ def test_copy_says_so_when_the_keyring_lacks_the_secret(desktop, qtbot):
     message = _copy_refused(page, qtbot, "headless")
     assert message.startswith("This key's secret was shown once when it was made and is not stored on this PC")
     assert "not in the OS keyring" in message and "Traceback" not in message
+
+
+def test_the_key_the_first_start_made_is_told_and_permissions_read_plainly(desktop, qtbot):
+    page = desktop.window.show_page("Keys")
+    qtbot.waitUntil(lambda: len(page.records) == 1, timeout=5000)
+    assert page.message.text().startswith("Voka Bridge made the key “Voka AI” when it first started")
+    assert "can look things up and can change things" in page.message.text()
+    assert "no raw SQL" in page.message.text()
+    assert page.table.horizontalHeaderItem(2).text() == "What it can do"
+    cell = page.table.item(0, 2)
+    assert cell.text() == "can look things up; can change things"
+    assert cell.toolTip() == "Scopes: query, action"  # the stored names, for an IT helper
+
+    dialog = page.new_key()
+    assert [box.text() for box in dialog.scopes.values()] == [
+        "Can look things up", "Can change things", "Can run any read-only SQL (advanced)"]
+    assert [box.isChecked() for box in dialog.scopes.values()] == [True, True, False]
+    dialog.name.setText("it helper")
+    dialog.scopes["action"].setChecked(False)
+    dialog.scopes["sql"].setChecked(True)
+    dialog.accept()
+    qtbot.waitUntil(lambda: page.secret_dialog is not None and page.secret_dialog.isVisible(), timeout=5000)
+    page.secret_dialog.accept()
+    qtbot.waitUntil(lambda: any(k.name == "it helper" for k in page.records), timeout=5000)
+    made = next(k for k in page.records if k.name == "it helper")
+    assert made.scopes == ("query", "sql")  # the stored scope names stay as they were
+    row = [k.name for k in page.records].index("it helper")
+    assert page.table.item(row, 2).text() == "can look things up; can run any read-only SQL (advanced)"
+
+    dialog = page.new_key()
+    for box in dialog.scopes.values():
+        box.setChecked(False)
+    dialog.name.setText("nothing")
+    dialog.accept()
+    qtbot.waitUntil(lambda: "tick what it can do" in page.message.text(), timeout=5000)
+
+
+def test_no_note_when_the_keys_were_there_before(make_desktop, app_home, qtbot):
+    """A later start makes no key, so the page has nothing to tell about one."""
+    app_home.ensure()
+    made = subprocess.run([sys.executable, "-m", "server.cli", "keys", "create", "--name", "till", "--home",
+                           str(app_home.config_dir)], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    desktop = make_desktop()
+    assert desktop.server.first_key is None
+    page = desktop.window.show_page("Keys")
+    qtbot.waitUntil(lambda: [k.name for k in page.records] == ["till"], timeout=5000)
+    assert page.message.text() == ""

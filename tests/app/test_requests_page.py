@@ -13,15 +13,24 @@ from pathlib import Path
 
 from PySide6.QtCore import QTimer
 
+from server import keyadmin
 from server.state import connect_state
 from tests.app.conftest import call, write_config
 
 INVENTORY = {"name": "check_inventory", "params": {"product_id": "JKT-BLU-M"}}
 
 
+def _own_key(app, qtbot, name: str = "Voka phone") -> str:
+    """A key of the test's own, once the running server takes it."""
+    _, secret = keyadmin.create_key(app.server.paths, name, ("query", "action"))
+    app.controller.keys_changed()
+    qtbot.waitUntil(lambda: app.server.bridge.authenticate(secret) is not None, timeout=5000)
+    return secret
+
+
 def test_outside_request_appears_within_a_second_with_masked_detail(desktop, qtbot):
     page = desktop.window.show_page("Requests")
-    key = desktop.server.first_key
+    key = _own_key(desktop, qtbot)
     status, _ = call(desktop.controller.local_url, "/query", INVENTORY, key=key)
     assert status == 200
     sent = time.monotonic()
@@ -29,7 +38,7 @@ def test_outside_request_appears_within_a_second_with_masked_detail(desktop, qtb
     assert time.monotonic() - sent < 1.0
     event = page.model.event_at(0)
     assert (event.route, event.tool, event.status, event.rows) == ("/query", "check_inventory", 200, 1)
-    assert event.key_name == "demo"
+    assert event.key_name == "Voka phone"
     page.table.selectRow(0)
     text = page.detail.toPlainText()
     assert "check_inventory" in text and "JKT-BLU-M" in text and "200" in text
@@ -42,7 +51,7 @@ def test_outside_request_appears_within_a_second_with_masked_detail(desktop, qtb
 
 def test_filters_pause_and_csv_export(desktop, qtbot, tmp_path: Path):
     page = desktop.window.show_page("Requests")
-    url, key = desktop.controller.local_url, desktop.server.first_key
+    url, key = desktop.controller.local_url, _own_key(desktop, qtbot)
     call(url, "/query", INVENTORY, key=key)
     call(url, "/query", {"name": "find_customer_by_phone", "params": {"phone": "+15551234567"}}, key=key)
     call(url, "/query", INVENTORY, key="vbk_nope_wrong")
@@ -55,7 +64,7 @@ def test_filters_pause_and_csv_export(desktop, qtbot, tmp_path: Path):
     assert page.proxy.rowCount() == 1
     page.tool_filter.setCurrentText("All tools")
     page.search.setText("check_inv")
-    assert page.proxy.rowCount() == 1  # the refused call never reached a tool
+    assert page.proxy.rowCount() == 2  # the refused call shows what it asked for too
     page.search.setText("unauthorized")
     assert page.proxy.rowCount() == 1
     page.search.clear()
@@ -68,12 +77,12 @@ def test_filters_pause_and_csv_export(desktop, qtbot, tmp_path: Path):
     assert page.model.rowCount() == 4 and page.model.held == 0
 
     target = tmp_path / "out.csv"
-    page.key_filter.setCurrentText("demo")
+    page.key_filter.setCurrentText("Voka phone")
     page.export_to(target)
     qtbot.waitUntil(target.exists, timeout=5000)
     with target.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 3 and {r["key_name"] for r in rows} == {"demo"}
+    assert len(rows) == 3 and {r["key_name"] for r in rows} == {"Voka phone"}
     assert key not in target.read_text()
 
 
@@ -211,3 +220,82 @@ def test_detail_pane_shows_the_reason_of_a_history_row(make_desktop, app_home, q
     page.table.selectRow(0)
     text = page.detail.toPlainText()
     assert "Reason: revoked key k9" in text and "10.0.0.9" in text
+
+
+def _audit_rows(app) -> list[dict]:
+    conn = connect_state(app.server.paths.state_db)
+    try:
+        conn.row_factory = lambda cursor, row: dict(zip([c[0] for c in cursor.description], row, strict=True))
+        return conn.execute("SELECT * FROM audit ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_refused_row_shows_what_was_asked_and_the_audit_keeps_it(make_desktop, app_home, qtbot):
+    write_config(app_home, "[rate_limit]\nrequests = 1\n")
+    app = make_desktop()
+    page = app.window.show_page("Requests")
+    url, key = app.controller.local_url, _own_key(app, qtbot)
+    assert call(url, "/query", INVENTORY, key=key)[0] == 200
+    assert call(url, "/query", INVENTORY, key=key)[0] == 429
+    tools_list = {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}
+    assert call(url, "/mcp", tools_list, key=key)[0] == 429
+    leak = {"query": f"SELECT '{key}' AS pasted"}
+    assert call(url, "/query", leak, key=key)[0] == 429
+    qtbot.waitUntil(lambda: page.model.rowCount() == 4, timeout=3000)
+
+    sql, mcp, limited = (page.model.event_at(row) for row in range(3))
+    assert (limited.status, limited.tool, limited.key_name) == (429, "check_inventory", "Voka phone")
+    assert page.proxy.index(2, 4).data() == "check_inventory"  # the Tool column
+    page.table.selectRow(2)
+    text = page.detail.toPlainText()
+    assert "Asked for: the tool “check_inventory” (POST /query)" in text
+    assert "Reason: over 1 requests per 60 s" in text
+    assert "JKT-BLU-M" in text and "(none was sent)" not in text  # the body that was sent
+    page.table.selectRow(1)
+    assert (mcp.protocol, mcp.tool) == ("mcp", None)
+    assert "Asked for: MCP tools/list: the list of tools (POST /mcp)" in page.detail.toPlainText()
+    page.table.selectRow(0)
+    text = page.detail.toPlainText()
+    assert sql.tool == "sql" and "Asked for: raw SQL written by the caller" in text
+    assert key not in text and "vbk_***" in text
+
+    qtbot.waitUntil(lambda: len(_audit_rows(app)) >= 4, timeout=3000)
+    rows = _audit_rows(app)[-4:]
+    assert [(r["status"], r["protocol"], r["tool"]) for r in rows] == [
+        (200, "rest", "check_inventory"), (429, "rest", "check_inventory"), (429, "mcp", None),
+        (429, "rest", "sql")]
+    assert key not in str(_audit_rows(app))  # keys never reach the log
+    assert key not in (app.server.paths.log_dir / "combined.log").read_text(encoding="utf-8")
+
+
+def test_a_wrong_secret_is_reported_with_the_keys_name(desktop, qtbot):
+    page = desktop.window.show_page("Requests")
+    key = _own_key(desktop, qtbot)
+    wrong = key[:-4] + ("aaaa" if not key.endswith("aaaa") else "bbbb")
+    assert call(desktop.controller.local_url, "/query", INVENTORY, key=wrong)[0] == 401
+    qtbot.waitUntil(lambda: page.proxy.rowCount() >= 1, timeout=2000)
+    page.table.selectRow(0)
+    text = page.detail.toPlainText()
+    assert "Reason: wrong secret for key Voka phone" in text
+    assert "Asked for: the tool “check_inventory”" in text
+    record_id = key.split("_")[1]
+    assert record_id not in text.replace(wrong, "")  # named, not by its id
+
+
+def test_a_filter_change_starts_at_the_top(make_desktop, app_home, qtbot):
+    app_home.ensure()
+    _fill_audit(app_home.state_db, 200)
+    app = make_desktop()
+    page = app.window.show_page("Requests")
+    app.window.show()
+    qtbot.waitUntil(lambda: page.model.rowCount() == 200, timeout=5000)
+    bar = page.table.verticalScrollBar()
+    for change in (lambda: page.status_filter.setCurrentText("Successful (2xx)"),
+                   lambda: page.search.setText("10.0.0.7"),
+                   lambda: page.key_filter.setCurrentText("old-key")):
+        page.table.scrollToBottom()
+        assert bar.value() == bar.maximum() > 0
+        change()
+        assert page.proxy.rowCount() == 200  # the same rows match: only the position could be stale
+        assert bar.value() == 0

@@ -11,6 +11,7 @@ from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.app.conftest import call
+from tests.postgres_support import PgServer, pg_server  # noqa: F401  (fixture)
 
 
 def _page(desktop, qtbot):
@@ -120,6 +121,9 @@ def test_suggested_tool_is_added_and_callable(desktop, qtbot):
     qtbot.waitUntil(lambda: page.suggest_dialog is not None, timeout=5000)
     names = [s.name for s in page.suggest_dialog.suggestions]
     assert "find_customer_by_email" in names and "check_inventory" not in names
+    shown = [page.suggest_dialog.list.item(row).text() for row in range(page.suggest_dialog.list.count())]
+    assert "get_customer  —  Voka can fetch one of customers by its id, which is different for each" in shown
+    assert not [text for text in shown if "primary key" in text]
     page.suggest_dialog.tick("find_customer_by_email")
     page.suggest_dialog.accept()
     qtbot.waitUntil(lambda: page.current == "find_customer_by_email", timeout=5000)
@@ -180,3 +184,175 @@ def test_step_reorder_add_remove_and_an_invalid_step_is_refused(desktop, qtbot):
     assert desktop.server.paths.tools_file.read_text() == before
     steps.remove_button.click()
     assert steps.steps() == page.doc.spec("create_order")["steps"]  # back to the saved steps, in order
+
+
+# ---- a broken tool cannot go live unnoticed (issue 16) -----------------------------------------------
+BROKEN_SQL = "SELEC name FROM productz WHERE"
+
+
+def _question(page, qtbot):
+    qtbot.waitUntil(lambda: page.save_question is not None and page.save_question.isVisible(), timeout=10_000)
+    return page.save_question
+
+
+def _answer(box, button) -> None:
+    box.button(button).click()
+
+
+def _new_tool(page, name: str, spec: dict) -> None:
+    page.new_from_spec(name, {"description": "Made by the test.", **spec})
+    assert page.name.text() == name and page.current is None
+
+
+def _saves_without_a_question(page, qtbot, name: str) -> None:
+    page.save_button.click()
+    qtbot.waitUntil(lambda: page.message.text().startswith(f"Saved {name}; Voka sees it now."), timeout=10_000)
+    assert page.save_question is None and page.current == name
+    assert "error" not in page.message.text()
+
+
+def _broken_tool_asks_before_saving(app, page, qtbot, database_says: str, secret: str | None = None) -> None:
+    """Save a tool whose SQL does not prepare: the owner reads the database's own words and decides."""
+    from PySide6.QtWidgets import QMessageBox
+
+    tools_file = app.server.paths.tools_file
+    before = tools_file.read_text()
+    url, key = app.controller.local_url, app.server.first_key
+    _new_tool(page, "broken_lookup", {"kind": "query", "sql": BROKEN_SQL})
+    page.save_button.click()
+    box = _question(page, qtbot)
+    shown = box.text()
+    assert database_says in shown and "broken_lookup" in shown
+    assert box.informativeText() == "Save anyway? Voka will get an error when it uses it."
+    assert box.defaultButton() is box.button(QMessageBox.StandardButton.No)
+    assert box.escapeButton() is box.button(QMessageBox.StandardButton.No)
+    assert database_says in page.message.text()
+    _answer(box, QMessageBox.StandardButton.No)
+    qtbot.waitUntil(lambda: page.save_question is None, timeout=5000)
+    assert page.message.text().startswith("Not saved") and database_says in page.message.text()
+    assert tools_file.read_text() == before and "broken_lookup" not in page.doc.names()
+    assert page.dirty and page.sql.toPlainText() == BROKEN_SQL  # the edit is still there to fix
+
+    page.save_button.click()
+    _answer(_question(page, qtbot), QMessageBox.StandardButton.Yes)
+    qtbot.waitUntil(lambda: page.current == "broken_lookup", timeout=10_000)
+    assert "broken_lookup" in tools_file.read_text() and BROKEN_SQL in tools_file.read_text()
+    assert "will get an error" in page.message.text() and database_says in page.message.text()
+    if secret is not None:
+        assert secret not in shown + page.message.text()
+
+    # Voka is told nothing about the SQL; the owner's own Test shows the database's words
+    qtbot.waitUntil(lambda: call(url, "/query", {"name": "broken_lookup"}, key=key)[0] == 500, timeout=10_000)
+    status, body = call(url, "/query", {"name": "broken_lookup"}, key=key)
+    assert status == 500 and body["code"] == "tool_failed"
+    assert "SELEC" not in json.dumps(body) and "productz" not in json.dumps(body)
+    page.prepare_test()
+    page.run_test()
+    qtbot.waitUntil(lambda: database_says in page.test_output.toPlainText(), timeout=10_000)
+    assert "the owner can see why in the log" not in page.test_output.toPlainText()
+
+
+def _checking_actions_runs_nothing(app, page, qtbot, counts, step_says: str) -> None:
+    """An action is prepared, never run: not when it is fine, not when a later step is broken."""
+    from PySide6.QtWidgets import QMessageBox
+
+    before = counts()
+    _new_tool(page, "zero_all_stock", {"kind": "action", "sql": "UPDATE inventory SET quantity = 0"})
+    _saves_without_a_question(page, qtbot, "zero_all_stock")
+    _new_tool(page, "add_walk_in", {"kind": "action", "sql": "INSERT INTO customers (name, phone) VALUES "
+                                                             "('Walk In', '+15550000042') RETURNING id"})
+    _saves_without_a_question(page, qtbot, "add_walk_in")
+    assert counts() == before
+    _new_tool(page, "add_then_fail", {"kind": "action", "steps": [
+        {"sql": "INSERT INTO customers (name, phone) VALUES ('Step One', '+15550000043')"},
+        {"sql": "UPDATE productz SET quantity = 0"}]})
+    page.save_button.click()
+    box = _question(page, qtbot)
+    assert f"step 2: {step_says}" in box.text() and "step 1" not in box.text()
+    assert page.steps_editor.current_row() == 1  # the step the database refuses is the one shown
+    _answer(box, QMessageBox.StandardButton.No)
+    qtbot.waitUntil(lambda: page.message.text().startswith("Not saved"), timeout=5000)
+    assert counts() == before
+
+
+def _sqlite_counts(app):
+    def counts() -> tuple[int, int]:
+        with sqlite3.connect(app.server.paths.demo_db) as conn:
+            return (conn.execute("SELECT COUNT(*) FROM customers").fetchone()[0],
+                    conn.execute("SELECT SUM(quantity) FROM inventory").fetchone()[0])
+    return counts
+
+
+def test_a_broken_tool_asks_before_saving_and_shows_the_database_message(desktop, qtbot):
+    page = _page(desktop, qtbot)
+    _broken_tool_asks_before_saving(desktop, page, qtbot, 'near "SELEC": syntax error')
+
+
+def test_a_good_tool_saves_without_a_question(desktop, qtbot):
+    page = _page(desktop, qtbot)
+    _new_tool(page, "list_products", {"kind": "query", "sql": "SELECT product_id, name FROM inventory"})
+    _saves_without_a_question(page, qtbot, "list_products")
+    assert "list_products" in desktop.server.paths.tools_file.read_text()
+
+
+def test_checking_an_action_on_save_never_runs_it(desktop, qtbot):
+    page = _page(desktop, qtbot)
+    _checking_actions_runs_nothing(desktop, page, qtbot, _sqlite_counts(desktop), "no such table: productz")
+
+
+def test_a_query_that_would_write_is_named_on_save(desktop, qtbot):
+    from PySide6.QtWidgets import QMessageBox
+
+    page = _page(desktop, qtbot)
+    counts = _sqlite_counts(desktop)
+    before = counts()
+    _new_tool(page, "sneaky", {"kind": "query", "sql": "DELETE FROM customers"})
+    page.save_button.click()
+    box = _question(page, qtbot)
+    assert "not authorized" in box.text() and "a query may only read" in box.text()
+    _answer(box, QMessageBox.StandardButton.No)
+    qtbot.waitUntil(lambda: page.message.text().startswith("Not saved"), timeout=5000)
+    assert counts() == before
+
+
+def test_tools_page_says_what_each_setting_means_for_the_shop(desktop, qtbot):
+    page = _page(desktop, qtbot)
+    page.select_tool("check_inventory")
+    assert page.kind.currentText() == "Voka can look this up (reads only)"
+    assert page.who_may.text().startswith("Keys that may look things up")
+    page.select_tool("create_customer")
+    assert page.kind.currentText() == "Voka can change this (adds or updates data)"
+    assert page.who_may.text().startswith("Only keys that may make changes")
+    header = page.params.horizontalHeaderItem(4)
+    assert header.text() == "Allowed form\n(advanced)" and "regular expression" in header.toolTip()
+    labels = [page.params.horizontalHeaderItem(c).text() for c in range(page.params.columnCount())]
+    assert "Pattern" not in labels
+    assert page.collect()[1]["kind"] == "action"  # tools.toml keeps its own words
+    assert page.collect()[1]["params"]["email"]["pattern"] == r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+def test_on_postgresql_a_broken_tool_asks_and_an_action_is_never_run(make_desktop, pg_server: PgServer,  # noqa: F811
+                                                                    qtbot, monkeypatch):
+    database = asyncio.run(pg_server.new_database())
+    monkeypatch.setenv("DATABASE_URL", pg_server.url(database))  # the password with it, as a headless box has
+    app = None
+    try:
+        app = make_desktop()
+        assert app.server.bridge.database_url.startswith("postgresql:")
+        page = _page(app, qtbot)
+
+        def counts() -> tuple[int, int]:
+            rows = asyncio.run(pg_server.owner(database, "SELECT (SELECT count(*) FROM customers) AS c, "
+                                                         "(SELECT sum(quantity) FROM inventory) AS q"))
+            return rows[0]["c"], rows[0]["q"]
+
+        _broken_tool_asks_before_saving(app, page, qtbot, 'syntax error at or near "SELEC"',
+                                        secret=pg_server.password)
+        _checking_actions_runs_nothing(app, page, qtbot, counts, 'relation "productz" does not exist')
+        _new_tool(page, "list_products", {"kind": "query", "sql": "SELECT product_id, name FROM inventory"})
+        _saves_without_a_question(page, qtbot, "list_products")
+        assert counts()[0] == 300  # the demo's customers, none added by any check
+    finally:
+        if app is not None:
+            app.shutdown()
+        asyncio.run(pg_server.drop_database(database))

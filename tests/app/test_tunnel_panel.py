@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from PySide6.QtGui import QGuiApplication
 
+from server.connect import VOKA_PATH
 from tests.server.tunnel.conftest import StandInNgrok, quick_timings, stand_in_ngrok  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("stand_in_ngrok")
@@ -45,6 +46,7 @@ def test_the_connect_page_switch_starts_the_tunnel_and_the_test_goes_through_it(
     qtbot.waitUntil(lambda: desktop.controller.tunnel_status().state == "up"
                     and desktop.controller.tunnel_status().public_url != public, timeout=20_000)
     assert desktop.controller.tunnel_status().url_changed
+    qtbot.waitUntil(lambda: f"paste the new URL into Voka again ({VOKA_PATH})" in panel.state.text(), timeout=5000)
     qtbot.waitUntil(lambda: page.url.text() == desktop.controller.tunnel_status().public_url, timeout=5000)
 
     panel.switch.click()

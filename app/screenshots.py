@@ -2,7 +2,8 @@
 
 Runs the real app (embedded server on a free port, demo database, a temporary home), sends it real
 traffic, opens each page and saves PNGs. Needs a display: under a headless box it re-runs itself in
-Xvfb (`xvfb-run`). Keys are created when a keyring is usable (and revoked again at the end).
+Xvfb (`xvfb-run`). The first-run key "Voka AI" and a second key are made as an owner would (in the
+keyring when there is one, revoked again at the end).
 """
 
 from __future__ import annotations
@@ -80,13 +81,10 @@ def take(out: Path, traffic_seconds: float, pause: float = 0.6) -> list[Path]:
     from app.desktop import DesktopApp
     from server import keyadmin
     from server.autostart import XdgAutostart
-    from server.secretstore import keyring_problem
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Voka Bridge")
     home = Path(tempfile.mkdtemp(prefix="voka-shots-"))
-    if keyring_problem() is not None:  # no keyring: a key for this run only, so the pages still fill
-        os.environ["MCP_API_KEY"] = "screenshot-only-key-" + str(random.randint(10**8, 10**9))
     desktop = DesktopApp(str(home), _free_port(), autostart=XdgAutostart(home / "xdg"), tray=True)
     saved: list[Path] = []
     stop = threading.Event()
@@ -95,10 +93,9 @@ def take(out: Path, traffic_seconds: float, pause: float = 0.6) -> list[Path]:
         desktop.window.show()
         desktop.start()
         _wait(app, lambda: desktop.server.state == "serving")
-        keys = [desktop.server.first_key or os.environ.get("MCP_API_KEY", "")]
-        if keyring_problem() is None:
-            keys.append(keyadmin.create_key(desktop.server.paths, "Front desk tablet", ("query",))[1])
-            desktop.controller.keys_changed()
+        keys = [desktop.server.first_key or "", keyadmin.create_key(desktop.server.paths, "Front desk tablet",
+                                                                   ("query",))[1]]
+        desktop.controller.keys_changed()
         url = desktop.controller.local_url
         worker = threading.Thread(target=_traffic, args=(url, keys, traffic_seconds, stop), daemon=True)
         worker.start()

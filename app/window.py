@@ -1,4 +1,5 @@
-"""The main window: a header with the state and Start/Stop, page navigation on the left, a notice card."""
+"""The main window: a header with the state and Start/Stop, page navigation on the left (with a notice
+card over its end)."""
 
 from __future__ import annotations
 
@@ -79,7 +80,8 @@ class MainWindow(QMainWindow):
         outer.addWidget(header)
         outer.addLayout(body, 1)
         self.setCentralWidget(central)
-        self.notice_bar = NoticeBar(self.stack, central)  # floats over the pages: nothing moves
+        # floats over the empty end of the page list: nothing moves, and no page's button is hidden
+        self.notice_bar = NoticeBar(self.nav, central)
 
         for row in range(min(len(pages), 9)):
             shortcut = QShortcut(QKeySequence(f"Ctrl+{row + 1}"), self)

@@ -1,7 +1,8 @@
-"""The window's notice: a card floating over the bottom right of the pages, with a close button.
+"""The window's notice: a card floating over the bottom of the page list, with a close button.
 
 It floats instead of taking a row of the layout, so a notice arriving never moves what the owner is
-about to click. Closing it hides that notice until something new is told (a different notice).
+about to click; and it floats over the empty end of the page list, not over a page, whose Save or Send
+button it would hide. Closing it hides that notice until something new is told (a different notice).
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
 
 from server.notices import Notice
 
-MARGIN = 12
-MAX_WIDTH = 460
+MARGIN = 6
 
 
 class NoticeBar(QFrame):
     def __init__(self, over: QWidget, parent: QWidget) -> None:
-        """`over` is the area the card floats over (its bottom right corner); `parent` must contain it."""
+        """`over` is the area the card floats over (its bottom, as wide as it); `parent` must contain it."""
         super().__init__(parent)
         self.over = over
         self.notice: Notice | None = None
@@ -68,9 +68,9 @@ class NoticeBar(QFrame):
         self.setVisible(False)
 
     def place(self) -> None:
-        """Bottom right of `over`, as wide as fits (at most MAX_WIDTH), as tall as the text needs."""
+        """Bottom of `over`, as wide as it, as tall as the text needs."""
         corner = self.over.mapTo(self.parentWidget(), QPoint(self.over.width(), self.over.height()))
-        width = max(160, min(MAX_WIDTH, self.over.width() - 2 * MARGIN))
+        width = max(120, self.over.width() - 2 * MARGIN)
         height = max(self.minimumSizeHint().height(), self.heightForWidth(width))
         self.setGeometry(corner.x() - width - MARGIN, corner.y() - height - MARGIN, width, height)
 

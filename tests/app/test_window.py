@@ -1,4 +1,5 @@
-"""The main window: a notice floats over the pages and closes with its close button; without a tray, closing asks first."""
+"""The main window: a notice floats over the end of the page list (never over a page's buttons) and closes
+with its close button; without a tray, closing asks first."""
 
 from __future__ import annotations
 
@@ -32,9 +33,12 @@ def test_a_notice_floats_over_the_pages_and_stays_closed_until_something_new(mak
     assert bar.isVisible()
     assert bar.text() == "<b>Database unreachable</b>: Voka cannot read your data right now: &lt;file moved&gt;"
     assert [_where(w, window) for w in (window.stack, page, page.create_button, page.table)] == before
-    over = window.stack.geometry()
-    assert over.contains(bar.geometry())  # over the pages, not the navigation or the header
-    assert over.bottom() - bar.geometry().bottom() < 30 and over.right() - bar.geometry().right() < 30
+    over = window.nav.geometry()
+    assert over.contains(bar.geometry())  # over the page list's empty end, not a page or the header
+    assert not window.stack.geometry().intersects(bar.geometry())
+    assert over.bottom() - bar.geometry().bottom() < 30
+    last_item = window.nav.visualItemRect(window.nav.item(window.nav.count() - 1))
+    assert window.nav.mapTo(window, last_item.bottomLeft()).y() < bar.geometry().top()  # no page hidden
     assert bar.height() >= bar.heightForWidth(bar.width())  # the whole text shows
 
     qtbot.mouseClick(bar.close_button, Qt.MouseButton.LeftButton)
@@ -49,8 +53,8 @@ def test_a_notice_floats_over_the_pages_and_stays_closed_until_something_new(mak
     assert bar.isVisible() and "Database unreachable" in bar.text()
 
     window.resize(820, 560)  # it follows the window
-    qtbot.waitUntil(lambda: window.stack.geometry().contains(bar.geometry()), timeout=2000)
-    assert window.stack.geometry().bottom() - bar.geometry().bottom() < 30
+    qtbot.waitUntil(lambda: window.nav.geometry().contains(bar.geometry()), timeout=2000)
+    assert window.nav.geometry().bottom() - bar.geometry().bottom() < 30
 
 
 @pytest.fixture

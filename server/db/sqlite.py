@@ -9,7 +9,7 @@ a timer on the loop calls `Connection.interrupt()` at the time limit. The progre
 read to its budget runs only between SQLite's instructions, and one instruction can be a 100 MB string
 operation, so a caller's raw SQL is tried on the loop only under limits that keep every instruction
 short (values of at most 4 KB, short LIKE patterns; a statement that needs more moves to a thread at
-once), with a watchdog thread that interrupts it 15 ms after it began (server/db/watchdog.py), and not
+once), with a watchdog thread that interrupts it 15 to 40 ms after it began (server/db/watchdog.py), and not
 at all on a file with virtual tables. One API key holds up to half the readers, and more only while one
 is left free for other keys (server.handoff.Shares); /health has a connection of its own. So neither a
 slow statement nor one key's flood of them holds up anyone else.

@@ -20,8 +20,9 @@ IDLE_AFTER = 1.0  # seconds without a watched statement before the thread sleeps
 
 
 class Watchdog:
-    def __init__(self, step: float = 0.025) -> None:
+    def __init__(self, step: float = 0.025, idle_after: float = IDLE_AFTER) -> None:
         self.step = step
+        self.idle_after = idle_after
         self._current: tuple[sqlite3.Connection, float] | None = None
         self._wanted = threading.Event()
         self._stopped = False
@@ -58,7 +59,8 @@ class Watchdog:
                     # no-op if no statement runs now; one that began just now fails "interrupted" before
                     # its deadline, which the reader's paths take as "run it again" (server.db.sqlite)
                     conn.interrupt()
-            elif now - last_seen > IDLE_AFTER:
+            elif now - last_seen > self.idle_after:
                 self._wanted.clear()
-                if self._current is not None:  # watched again between the check and the clear
+                # watched again, or stopped, between the checks and the clear: that set() must not be lost
+                if self._current is not None or self._stopped:
                     self._wanted.set()

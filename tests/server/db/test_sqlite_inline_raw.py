@@ -66,6 +66,22 @@ def test_the_watchdog_interrupts_an_instruction_the_progress_handler_never_reach
     assert not [t for t in threading.enumerate() if t.name == "sqlite-watchdog" and t.is_alive()]
 
 
+def test_the_watchdog_stops_whenever_it_is_stopped() -> None:
+    """stop() may come just as the thread goes idle (it clears its Event then): the stop must not be lost
+    (it once was, and closing the database hung on the join)."""
+    conn = sqlite3.connect(":memory:", check_same_thread=False)
+    for round_ in range(100):
+        watchdog = Watchdog(step=0.002, idle_after=0.001)
+        watchdog.watch(conn, time.monotonic() + 60)  # a statement watched, then done: the thread polls
+        watchdog.done()
+        time.sleep((round_ % 5) * 0.001)
+        stopper = threading.Thread(target=watchdog.stop, daemon=True)
+        stopper.start()
+        stopper.join(timeout=5)
+        assert not stopper.is_alive(), f"stop() hung in round {round_}"
+    conn.close()
+
+
 async def test_no_raw_sql_on_the_loop_for_a_file_with_virtual_tables(tmp_path: Path) -> None:
     path = tmp_path / "fts.db"
     with sqlite3.connect(path) as conn:

@@ -36,6 +36,15 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+_EXAMPLE = re.compile(r"\be\.g\.\s*([^\s,;)]+)")
+
+
+def described_examples(text: str) -> list[str]:
+    """The values a description shows after "e.g." ("Product id, e.g. JKT-BLU-M"), as a placeholder or a
+    first call can use them."""
+    return [value.rstrip(".") for value in _EXAMPLE.findall(text)]
+
+
 class ParamSpec(_Model):
     type: ParamType
     description: str = ""

@@ -6,14 +6,13 @@ import datetime as dt
 import itertools
 import logging
 import os
-import re
 import sys
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from server.bundled import ensure_default_catalog, ensure_demo_database
-from server.catalog import Catalog, ParamSpec, Tool
+from server.catalog import Catalog, ParamSpec, Tool, described_examples
 from server.config import Config, ConfigError, load_config
 from server.errors import InvalidParams
 from server.keys import ApiKey, KeyProblem, KeyStore, Principal, env_principal
@@ -90,9 +89,6 @@ def first_run_keys(paths: Paths) -> tuple[list[tuple[str, Principal]], tuple[Api
         conn.close()
 
 
-_EXAMPLE = re.compile(r"e\.g\.\s+([^\s,;)]+)")
-
-
 def _examples(tool: Tool, spec: ParamSpec, *, loose: bool) -> list[Any]:
     """Values worth trying for one parameter: its default or first choice, a number in range, what its
     description shows after "e.g." and, `loose`, what the tool's description shows."""
@@ -106,8 +102,7 @@ def _examples(tool: Tool, spec: ParamSpec, *, loose: bool) -> list[Any]:
         return [True]
     if spec.type == "date":
         return [dt.date.today().isoformat()]
-    found = _EXAMPLE.findall(spec.description) + (_EXAMPLE.findall(tool.description) if loose else [])
-    return [value.rstrip(".") for value in found]
+    return described_examples(spec.description) + (described_examples(tool.description) if loose else [])
 
 
 def first_call(catalog: Catalog, scopes: Collection[str]) -> dict[str, Any] | None:

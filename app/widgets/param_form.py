@@ -3,17 +3,15 @@ schema written under the field (a placeholder is cut at the field's width, so it
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from PySide6.QtGui import QDoubleValidator, QIntValidator, QPalette
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from app.widgets.list_editor import ListEditor, row_shape
-from server.catalog import ParamSpec, Tool
+from server.catalog import ParamSpec, Tool, described_examples
 
 _INT_RANGE = 2**31 - 1
-_EXAMPLE = re.compile(r"\be\.g\.\s*(\S+?)[).,;]?(?:\s|$)")
 
 
 def _number(value: float) -> str:
@@ -49,9 +47,9 @@ def _placeholder(spec: ParamSpec) -> str:
     """A short example that fits in the field; the full hint is in the label below it."""
     if spec.type == "date":
         return "YYYY-MM-DD"
-    example = _EXAMPLE.search(spec.description or "")
-    if example:
-        return f"e.g. {example.group(1)}"
+    examples = described_examples(spec.description)
+    if examples:
+        return f"e.g. {examples[0]}"
     return {"integer": "whole number", "number": "number"}.get(spec.type, "")
 
 

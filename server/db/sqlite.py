@@ -88,8 +88,10 @@ def _over_inline_limits(exc: sqlite3.Error) -> bool:
             or "pattern too complex" in str(exc))
 
 
-def _needs_more_time(exc: sqlite3.OperationalError, timeout: float) -> bool:
+def _needs_more_time(exc: sqlite3.Error, timeout: float) -> bool:
     """Interrupted by the inline budget (not the caller's limit), or the file was briefly locked."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
     message = str(exc)
     return timeout > INLINE_BUDGET and (message == "interrupted" or "locked" in message or "busy" in message)
 
@@ -426,8 +428,8 @@ class SqliteDatabase(Database):
         loop only under tighter limits and the watchdog (the module's docstring). On a worker thread a
         read holds a reader across awaits, so there `owner` (the API key; the calling key when not
         given) waits while it holds its share of the readers and one more would leave none free for
-        other keys; a read on the loop gives its reader back before anyone
-        else runs, so it needs no share."""
+        other keys; a read on the loop gives its reader back before anyone else runs, so it needs no
+        share."""
         if not self._readers or self._read_threads is None:
             raise DatabaseUnavailable("The database is not open.")
         bound = _bind(params)
@@ -444,15 +446,11 @@ class SqliteDatabase(Database):
             if raw:
                 reader.limit_for_inline_raw()
                 watchdog.watch(reader.conn, started + _RAW_INLINE_CUTOFF)  # type: ignore[union-attr]
-            elif reader.limited_for != max_bytes:
+            else:
                 reader.limit_values(max_bytes)
             fetched, columns, size = _fetch(reader.conn, sql, bound, limit, max_bytes)
-        except sqlite3.OperationalError as exc:
-            if not (_needs_more_time(exc, timeout) or (raw and _over_inline_limits(exc))):
-                raise self._translate(exc, deadline, raw, max_bytes, (sql, *bound.values())) from None
-            fetched = None
         except sqlite3.Error as exc:
-            if not (raw and _over_inline_limits(exc)):
+            if not (_needs_more_time(exc, timeout) or (raw and _over_inline_limits(exc))):
                 raise self._translate(exc, deadline, raw, max_bytes, (sql, *bound.values())) from None
             fetched = None
         finally:

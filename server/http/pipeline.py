@@ -23,10 +23,10 @@ from server.events import RequestFinished
 from server.executor import CallContext
 from server.http.appstate import BODY, BRIDGE, CLIENT, CONTEXT
 from server.jsonsafe import dumps
+from server.stats import REFUSED_STATUSES
 
 log = logging.getLogger("server.access")
 BODY_PREVIEW = 2048
-REFUSED = frozenset({401, 403, 429})
 PEEK_SECONDS = 0.25  # a refused caller's body that is slower than this is not waited for
 
 _HTTP_CODES = {404: ("not_found", "There is nothing at this address."),
@@ -95,7 +95,7 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
         response = _refuse(ctx, BridgeError("Internal server error."))
     if response.status >= 400 and ctx.error_code is None:
         ctx.error_code = f"http_{response.status}"
-    if response.status in REFUSED and BODY not in request:
+    if response.status in REFUSED_STATUSES and BODY not in request:
         await _read_refused(request, ctx, bridge.config.limits.max_body_bytes)
     _finish(bridge, request, ctx, client, response, (time.perf_counter() - started) * 1000)
     return response

@@ -4,6 +4,7 @@ with its close button; without a tray, closing asks first."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import pytest
 from PySide6.QtCore import QPoint, Qt, QTimer
@@ -63,20 +64,28 @@ def no_tray(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(QSystemTrayIcon, "isSystemTrayAvailable", staticmethod(lambda: False))
 
 
-def _answer_close_question(desktop, qtbot, button_text: str) -> list[str]:
-    """Click a button of the real question box once it shows (it runs its own modal loop)."""
-    seen: list[str] = []
-
-    def click() -> None:
+def _when_question_shows(desktop, act: Callable[[QMessageBox], None]) -> None:
+    """Act on the real question box once it shows (it runs its own modal loop, so this is queued first)."""
+    def poll() -> None:
         box = desktop.close_question
         if box is None or not box.isVisible():
-            QTimer.singleShot(20, click)
+            QTimer.singleShot(20, poll)
             return
+        act(box)
+
+    QTimer.singleShot(0, poll)
+
+
+def _answer_close_question(desktop, qtbot, button_text: str) -> list[str]:
+    """Click a button of the close question; the texts it showed."""
+    seen: list[str] = []
+
+    def click(box: QMessageBox) -> None:
         seen.append(box.text())
         [button] = [b for b in box.buttons() if b.text() == button_text]
         button.click()
 
-    QTimer.singleShot(0, click)
+    _when_question_shows(desktop, click)
     return seen
 
 
@@ -117,16 +126,12 @@ def test_the_close_question_defaults_to_keep_running(no_tray, make_desktop, qtbo
     app.window.show()
     seen: list[bool] = []
 
-    def escape() -> None:
-        box = app.close_question
-        if box is None or not box.isVisible():
-            QTimer.singleShot(20, escape)
-            return
+    def escape(box: QMessageBox) -> None:
         seen.append(box.defaultButton() is box.escapeButton())
         assert isinstance(box, QMessageBox)
         qtbot.keyClick(box, Qt.Key.Key_Escape)
 
-    QTimer.singleShot(0, escape)
+    _when_question_shows(app, escape)
     app.window.close()
     assert seen == [True]
     assert not app.quitting and app.window.isMinimized()

@@ -23,6 +23,7 @@ from server.config import Config, ConfigError, load_config
 from server.db import open_database
 from server.db.base import Database
 from server.errors import BridgeError
+from server.events import TunnelChanged
 from server.host import ServerHost, certificate_for, site_url, ssl_context_for
 from server.keys import SCOPES, ApiKey, KeyProblem, KeyStore, Principal, parse_scopes
 from server.launch import first_call, first_run_keys, prepare
@@ -158,7 +159,7 @@ async def _serve(bridge: Bridge, first: tuple[ApiKey, str] | None, config_file: 
     if config_file:  # the tunnel follows [tunnel] changes in the config file actually served
         host.tunnels.config_file = Path(config_file)
     public_url = tunnel_commands.PublicUrlPrinter()  # "public URL https://…" once the tunnel is up
-    bridge.events.subscribe(public_url)
+    bridge.events.subscribe(public_url, TunnelChanged)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

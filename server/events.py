@@ -123,15 +123,31 @@ Event = (RequestFinished | HealthChanged | ServerStateChanged | CatalogReloaded 
 
 
 class EventBus:
-    def __init__(self) -> None:
-        self._subscribers: list[Callable[[Any], None]] = []
+    """Calls each subscriber with each event it subscribed to, in subscription order. Every request
+    publishes one, so who gets an event of a given type is worked out once per type, not per event."""
 
-    def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
+    def __init__(self) -> None:
+        self._subscribers: list[tuple[Callable[[Any], None], tuple[type, ...]]] = []
+        self._routes: dict[type, tuple[Callable[[Any], None], ...]] = {}
+
+    def subscribe(self, callback: Callable[[Any], None], *kinds: type) -> Callable[[], None]:
+        """`callback` gets every event, or only those of `kinds` when given; returns the unsubscribe."""
+        entry = (callback, kinds)
+        self._subscribers.append(entry)
+        self._routes.clear()
+
+        def unsubscribe() -> None:
+            self._subscribers.remove(entry)
+            self._routes.clear()
+
+        return unsubscribe
 
     def publish(self, event: Event) -> None:
-        for callback in list(self._subscribers):
+        route = self._routes.get(type(event))
+        if route is None:
+            route = self._routes[type(event)] = tuple(
+                callback for callback, kinds in self._subscribers if not kinds or isinstance(event, kinds))
+        for callback in route:
             try:
                 callback(event)
             except Exception:

@@ -43,6 +43,7 @@ class CallContext:
     error_code: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None  # the request's Idempotency-Key header (MCP reads it from here)
+    place: Any = None  # its place among its key's requests in progress (server.ratelimit._Slot), if any
 
 
 @dataclass
@@ -123,7 +124,8 @@ class ToolExecutor:
         call_owner.set(principal.key_id)  # the key's share of database connections (server.handoff)
         if tool.kind == "query":
             outcome = await self._query(tool, bound)
-            self._bound_answer(ctx, outcome)
+            if outcome.size * 16 > self.bridge.config.limits.max_response_bytes:
+                self._bound_answer(ctx, outcome)
         else:
             outcome = await self._run_action(principal, tool, bound, args, idempotency_key)
         ctx.rows = outcome.rows
@@ -222,7 +224,8 @@ class ToolExecutor:
         result = await db.read(sql, args, max_rows=limits.max_rows, timeout=limits.query_timeout_seconds,
                                raw=True, max_bytes=limits.max_response_bytes)
         outcome = Outcome(result.rows, len(result.rows), result.truncated, "sql", size=result.size)
-        self._bound_answer(ctx, outcome)
+        if outcome.size * 16 > limits.max_response_bytes:
+            self._bound_answer(ctx, outcome)
         ctx.rows = len(result.rows)
         return outcome
 
@@ -230,12 +233,10 @@ class ToolExecutor:
         """Refuse rows over [limits] max_response_bytes as the caller would receive them: once as JSON
         over REST, twice over MCP (a tools/call result carries them as text, escaped, and as
         structuredContent). The database layer already stopped fetching at a lower bound past the limit;
-        the real JSON is measured only for answers within a sixteenth of it (the bound is never more than
-        a few times low), so a lookup pays nothing for this. Actions are not refused: their one row
-        comes after a commit, and refusing it would hide a write that was made."""
+        callers measure the real JSON only for answers whose bound is over a sixteenth of it (the bound is
+        never more than a few times low), so a lookup pays nothing for this. Actions are not refused: their
+        one row comes after a commit, and refusing it would hide a write that was made."""
         limit = self.bridge.config.limits.max_response_bytes
-        if outcome.size * 16 <= limit:
-            return
         body = dumps_bytes(outcome.data)
         size = len(body)
         if ctx.protocol == "mcp":

@@ -20,6 +20,7 @@ from server.errors import ResponseTooLarge
 
 _SCALARS = (int, float, bool, type(None))
 _DATES = (dt.date, dt.datetime)
+_CAPPED = 16  # see rows_size
 
 
 def value_size(value: Any) -> int:
@@ -81,16 +82,21 @@ def fixed_size(columns: Sequence[str], rows: int) -> int:
     return 1 + rows * (2 + 4 * len(columns) + sum(map(len, columns)))
 
 
-def rows_size(columns: Sequence[str], rows: Iterable[Iterable[Any]], limit: int) -> int:
+def rows_size(columns: Sequence[str], rows: Sequence[Iterable[Any]], limit: int,
+              value_cap: int | None = None) -> int:
     """The size of rows already fetched (a few, or ones whose arrival was bounded otherwise), as
-    AnswerBudget would count them; ResponseTooLarge past `limit`."""
-    count = 0
-    size = 1
+    AnswerBudget would count them; ResponseTooLarge past `limit`.
+
+    `value_cap`: no value of these rows is longer than this many bytes (the engine refused longer ones).
+    Then an answer of few enough values is under the limit whatever they hold, and only its fixed part
+    is counted: at most 6 bytes of JSON per byte of a value (an escaped control character) or of a column
+    name, and twice that and more over MCP (sent twice, escaped again), stays under _CAPPED times the
+    values' cap and the fixed part."""
+    size = fixed_size(columns, len(rows))
+    if value_cap is not None and _CAPPED * (size + len(rows) * len(columns) * value_cap) <= limit:
+        return size
     for values in rows:
         size += row_size(values)
-        count += 1
-    if count:
-        size += count * (2 + 4 * len(columns) + sum(map(len, columns)))  # as fixed_size, inline
     if size > limit:
         raise ResponseTooLarge(limit)
     return size

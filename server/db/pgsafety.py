@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 # Functions in pg_catalog that a READ ONLY transaction does not stop and that reach beyond the statement:
@@ -99,8 +100,9 @@ class RoleReport:
                 found.append(f"{what} (may execute {shown})")
         return found
 
-    @property
+    @cached_property
     def privileged(self) -> bool:
+        """Asked by every raw read: worked out once (the report never changes)."""
         return bool(self.powers())
 
     def refusal(self) -> str:

@@ -46,7 +46,7 @@ import asyncpg.exceptions as pgerr
 
 from server.config import DatabaseSettings
 from server.db.base import Column, Database, Params, Rows, Table, call_owner
-from server.db.budget import fixed_size, row_size
+from server.db.budget import rows_size
 from server.db.engine_messages import refusal
 from server.db.pgpool import ConnectionPool, PoolClosed, Pooled
 from server.db.pgsafety import ROLE_SQL, RoleReport, quote_ident
@@ -164,6 +164,19 @@ class _WireGuard(asyncio.Protocol):
 
 
 _WIRE_MARGIN = 1024 * 1024
+# An answer that took at most 1/_WIRE_SMALL of max_response_bytes on the wire, in columns of
+# _WIRE_BOUNDED_TYPES, is under the limit as JSON even sent twice over MCP and escaped there, so its rows
+# are not counted (nor its JSON measured). On the wire a value takes its 4-byte length and its bytes. As
+# JSON it takes its column name (at most 63 bytes, each at most 6 once escaped) with quotes, colon and
+# comma, and at most 6 bytes per byte of it (an escaped control character; `false` for a boolean's one
+# byte); over MCP at most about 840 bytes for a NULL under the worst name (210 times its 4 bytes) and 13
+# per further byte. Not so numeric (8 bytes on the wire can carry a scale of 16,383 zeros), arrays,
+# composite or other types: those answers are counted. tests/server/db/test_answer_size.py serves the
+# worst answers both ways.
+_WIRE_SMALL = 512
+_WIRE_BOUNDED_TYPES = frozenset({"text", "varchar", "bpchar", "name", "char", "int2", "int4", "int8", "oid",
+                                 "bool", "date", "time", "timestamp", "timestamptz", "uuid", "float4",
+                                 "float8", "bytea", "json", "jsonb"})
 
 
 def _guard(pooled: Pooled) -> _WireGuard | None:
@@ -277,6 +290,8 @@ class _Shape:
 
     columns: tuple[str, ...]
     params: tuple[str, ...]
+    # every column is of a type whose JSON is at most a few times its size on the wire (_WIRE_SMALL)
+    wire_bounded: bool = False
 
 
 def _plain(value: Any) -> Any:
@@ -478,6 +493,7 @@ class PostgresDatabase(Database):
         self.role: RoleReport | None = None
         self._shapes: OrderedDict[str, _Shape] = OrderedDict()
         self._numbered: dict[str, tuple[str, list[str]]] = {}
+        self._begins: dict[tuple[float, bool], str] = {}
         self._last_warning = 0.0
         # one API key holds half the pool, more only while one connection stays free for others
         self.shares: Shares[str] = Shares(settings.pool_max // 2, capacity=settings.pool_max)
@@ -581,7 +597,7 @@ class PostgresDatabase(Database):
                 await _start(pooled, begin)
                 if guard is not None:
                     guard.arm(max_bytes)  # type: ignore[arg-type]
-                return await self._stream(con, sql, args, max_rows, timeout, raw, max_bytes)
+                return await self._stream(con, sql, args, max_rows, timeout, raw, max_bytes, guard)
             except pgerr.InvalidCachedStatementError as exc:
                 failure = exc
                 self._shapes.pop(sql, None)
@@ -600,26 +616,24 @@ class PostgresDatabase(Database):
         raise AssertionError("unreachable")
 
     async def _stream(self, con: asyncpg.Connection, sql: str, args: list[Any], max_rows: int,
-                      timeout: float, raw: bool, max_bytes: int | None = None) -> Rows:
+                      timeout: float, raw: bool, max_bytes: int | None = None,
+                      guard: _WireGuard | None = None) -> Rows:
         shape = await self._shape(con, sql, timeout + _CLIENT_GRACE)
         if raw and not shape.columns:
             raise _not_a_query()
         records, _ = await self._run(con, sql, shape, args, max_rows + 1, timeout + _CLIENT_GRACE)
         truncated = len(records) > max_rows
         columns = list(shape.columns)
-        if max_bytes is None:
-            return Rows(columns, [_row(r) for r in records[:max_rows]], truncated)
-        # all arrived already, bounded on the wire by _WireGuard
-        rows = []
-        size = 0
-        for record in records[:max_rows]:
-            row = _row(record)
-            size += row_size(row.values())
-            rows.append(row)
-        size += fixed_size(columns, len(rows))
-        if size > max_bytes:
-            raise ResponseTooLarge(max_bytes)
-        return Rows(columns, rows, truncated, size=size)
+        if truncated:
+            records = records[:max_rows]
+        # All arrived already, bounded on the wire by _WireGuard. An answer that was small on the wire
+        # is small as JSON (see _WIRE_SMALL); any other is counted before its values are converted.
+        if max_bytes is None or (shape.wire_bounded and guard is not None
+                                 and guard.received * _WIRE_SMALL <= max_bytes):
+            size = 0
+        else:
+            size = rows_size(columns, records, max_bytes)
+        return Rows(columns, [_row(r) for r in records], truncated, size=size)
 
     async def _shape(self, con: asyncpg.Connection, sql: str, limit: float) -> _Shape:
         """PostgreSQL's own Describe of the statement, once per SQL text (what kind of statement a
@@ -627,8 +641,10 @@ class PostgresDatabase(Database):
         shape = self._shapes.get(sql)
         if shape is None:
             statement = await con.prepare(sql, name="", timeout=limit)  # unnamed: gone at the next Parse
-            shape = _Shape(tuple(a.name for a in statement.get_attributes()),
-                           tuple(p.name for p in statement.get_parameters()))
+            attributes = statement.get_attributes()
+            shape = _Shape(tuple(a.name for a in attributes),
+                           tuple(p.name for p in statement.get_parameters()),
+                           all(a.type.name in _WIRE_BOUNDED_TYPES for a in attributes))
             self._shapes[sql] = shape
             if len(self._shapes) > _SHAPE_CACHE:
                 self._shapes.popitem(last=False)
@@ -671,11 +687,19 @@ class PostgresDatabase(Database):
         return hit
 
     def _begin(self, timeout: float, *, read_only: bool) -> str:
-        statement_ms = max(1, int(timeout * 1000))
-        lock_ms = max(1, int(min(self.settings.lock_timeout_seconds, timeout) * 1000))
-        mode = " READ ONLY" if read_only else ""
-        return (f"BEGIN{mode}; SET LOCAL statement_timeout = {statement_ms}; "
-                f"SET LOCAL lock_timeout = {lock_ms}")
+        """The statement that opens a transaction with these limits (written once per timeout: every
+        read asks for it)."""
+        begin = self._begins.get((timeout, read_only))
+        if begin is None:
+            statement_ms = max(1, int(timeout * 1000))
+            lock_ms = max(1, int(min(self.settings.lock_timeout_seconds, timeout) * 1000))
+            mode = " READ ONLY" if read_only else ""
+            begin = (f"BEGIN{mode}; SET LOCAL statement_timeout = {statement_ms}; "
+                     f"SET LOCAL lock_timeout = {lock_ms}")
+            if len(self._begins) > _SHAPE_CACHE:
+                self._begins.clear()
+            self._begins[(timeout, read_only)] = begin
+        return begin
 
     # ---- writes ----------------------------------------------------------------------------
     @asynccontextmanager

@@ -7,16 +7,18 @@ A read is tried on the event loop for at most INLINE_BUDGET (a point lookup take
 a hop to a thread costs more than the lookup) and moves to a reader thread when it needs longer; there
 a timer on the loop calls `Connection.interrupt()` at the time limit. The progress handler that holds a
 read to its budget runs only between SQLite's instructions, and one instruction can be a 100 MB string
-operation, so a caller's raw SQL is tried on the loop only under limits that keep every instruction
-short (values of at most 4 KB, short LIKE patterns; a statement that needs more moves to a thread at
-once), with a watchdog thread that interrupts it 15 to 40 ms after it began (server/db/watchdog.py), and not
-at all on a file with virtual tables. One API key holds up to half the readers, and more only while one
-is left free for other keys (server.handoff.Shares); /health has a connection of its own. So neither a
-slow statement nor one key's flood of them holds up anyone else.
+operation, so reads on the loop run under limits that keep every instruction short (values and SQL of
+at most 4 KB, short LIKE patterns; a statement that needs more moves to a thread at once). A caller's
+raw SQL is also watched by a thread that interrupts it 15 to 40 ms after it began
+(server/db/watchdog.py), and is not tried on the loop at all on a file with virtual tables. One API key
+holds up to half the readers, and more only while one is left free for other keys
+(server.handoff.Shares); /health has a connection of its own. So neither a slow statement nor one key's
+flood of them holds up anyone else.
 
 Answers are bounded: SQLITE_LIMIT_LENGTH on the readers makes SQLite itself refuse any value (in the
 answer or on the way to it) larger than the answer may be, and rows are counted as they arrive
-(server.db.budget), so an oversized answer stops at the first row past the limit.
+(server.db.budget), so an oversized answer stops at the first row past the limit. A lookup on the loop,
+whose few values are at most 4 KB each, is too small to need counting.
 """
 
 from __future__ import annotations
@@ -63,9 +65,9 @@ INLINE_BUDGET = 0.002  # seconds a catalog read may hold the event loop before i
 # SQLITE_LIMIT_LENGTH never below this (it also bounds SQL text and bound values: 20,000 characters of
 # SQL may take 80,000 bytes), nor above SQLite's own maximum.
 _MIN_VALUE_LIMIT = 128 * 1024
-_RAW_INLINE = -1  # _Reader.limited_for while set for a raw read on the event loop
-_RAW_INLINE_VALUES = 4096
-_RAW_INLINE_LIKE = 64
+_ON_LOOP = -1  # _Reader.limited_for while set for a read on the event loop
+_LOOP_VALUES = 4096
+_LOOP_LIKE = 64
 # a raw read on the event loop that is still running this long after it began is interrupted by the
 # watchdog thread (a single instruction the progress handler cannot reach), then run on a worker thread
 _RAW_INLINE_CUTOFF = 0.015
@@ -82,8 +84,8 @@ def _read_only_authorizer(action: int, arg1: str | None, arg2: str | None, _db: 
     return sqlite3.SQLITE_OK
 
 
-def _over_inline_limits(exc: sqlite3.Error) -> bool:
-    """A raw read refused only by the tighter limits of the event loop (_Reader.limit_for_inline_raw)."""
+def _over_loop_limits(exc: sqlite3.Error) -> bool:
+    """A read refused only by the tighter limits of the event loop (_Reader.limit_for_loop)."""
     return (getattr(exc, "sqlite_errorname", "") == "SQLITE_TOOBIG"
             or "pattern too complex" in str(exc))
 
@@ -154,43 +156,60 @@ def _constraint_message(message: str) -> str:
     return "The change conflicts with the data in the database."
 
 
-_Fetched = tuple[list[tuple[Any, ...]], list[str], int]
-
-
-def _fetch(conn: sqlite3.Connection, sql: str, params: dict[str, Any], limit: int, max_bytes: int | None
-           ) -> _Fetched:
-    """At most `limit` rows, never the whole result; with `max_bytes`, counted as they arrive and
-    refused (ResponseTooLarge) at the first row that takes the answer past it (the one extra row fetched
-    to tell a truncated answer is not counted: it is not sent)."""
+def _fetch(conn: sqlite3.Connection, sql: str, params: dict[str, Any], max_rows: int, max_bytes: int | None,
+           value_cap: int | None = None) -> Rows:
+    """At most `max_rows` rows (and one more, to tell a truncated answer), never the whole result; with
+    `max_bytes`, counted as they arrive and refused (ResponseTooLarge) at the first row that takes the
+    answer past it. `value_cap`: no value is longer (the loop's SQLITE_LIMIT_LENGTH), so a lookup's few
+    values need no counting (budget.rows_size)."""
     cursor = conn.execute(sql, params)
+    size: int | None = 0
     try:
         columns = [d[0] for d in cursor.description or ()]
+        limit = max_rows + 1
         if max_bytes is None:
-            return cursor.fetchmany(limit), columns, 0
-        if limit <= _FEW_ROWS:  # a lookup: fetched at once, then counted (each value is capped anyway)
             rows = cursor.fetchmany(limit)
-            return rows, columns, rows_size(columns, rows[:limit - 1], max_bytes)
-        budget = AnswerBudget(max_bytes, columns)
-        add = budget.add
-        counted = limit - 1
-        rows: list[tuple[Any, ...]] = []
-        for row in cursor:
-            if len(rows) < counted:
-                add(row)
-            rows.append(row)
-            if len(rows) >= limit:
-                break
-        return rows, columns, budget.used
+        else:
+            # A lookup's few rows are fetched at once, then counted (each value is capped anyway); only
+            # an answer with more rows than that is counted row by row as the rest arrives.
+            rows = cursor.fetchmany(min(limit, _FEW_ROWS))
+            if len(rows) < _FEW_ROWS or limit <= _FEW_ROWS:
+                size = None
+            else:
+                size = _count_the_rest(cursor, rows, columns, limit, max_bytes)
     finally:
         cursor.close()
+    truncated = len(rows) > max_rows
+    sent = rows[:max_rows] if truncated else rows
+    if size is None:
+        size = rows_size(columns, sent, max_bytes, value_cap)  # type: ignore[arg-type]
+    return Rows(columns, [dict(zip(columns, row, strict=False)) for row in sent], truncated, size=size)
+
+
+def _count_the_rest(cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]], columns: list[str], limit: int,
+                    max_bytes: int) -> int:
+    """Fetch up to `limit` rows into `rows` (which holds the first few), each counted as it arrives but
+    the extra one that only tells truncation; their size."""
+    budget = AnswerBudget(max_bytes, columns)
+    add = budget.add
+    for row in rows:
+        add(row)
+    counted = limit - 1
+    for row in cursor:
+        if len(rows) < counted:
+            add(row)
+        rows.append(row)
+        if len(rows) >= limit:
+            break
+    return budget.used
 
 
 def _fetch_patiently(conn: sqlite3.Connection, deadline: _Deadline, sql: str, params: dict[str, Any],
-                     limit: int, max_bytes: int | None) -> _Fetched:
+                     max_rows: int, max_bytes: int | None) -> Rows:
     """The worker-thread path: like _fetch, but waits out a briefly locked file until the deadline."""
     while True:
         try:
-            return _fetch(conn, sql, params, limit, max_bytes)
+            return _fetch(conn, sql, params, max_rows, max_bytes)
         except sqlite3.OperationalError as exc:
             message = str(exc)
             if deadline.expired():
@@ -278,11 +297,6 @@ class _ReadThread:
         self._thread.join()
 
 
-def _rows(columns: list[str], fetched: list[tuple[Any, ...]], max_rows: int, size: int) -> Rows:
-    return Rows(columns, [dict(zip(columns, row, strict=False)) for row in fetched[:max_rows]],
-                len(fetched) > max_rows, size=size)
-
-
 class _Reader:
     """A read-only connection, its deadline, and the value-length limit it is set to."""
 
@@ -309,27 +323,29 @@ class _Reader:
         self.conn = conn
 
     def limit_values(self, max_bytes: int | None) -> None:
-        """SQLITE_LIMIT_LENGTH for the next read: no value larger than the answer may be (SQLite then
-        refuses it with SQLITE_TOOBIG instead of building it); SQLite's own maximum without a limit."""
+        """SQLITE_LIMIT_LENGTH for the next read on a worker thread: no value larger than the answer may
+        be (SQLite then refuses it with SQLITE_TOOBIG instead of building it); SQLite's own maximum
+        without a limit."""
         if max_bytes == self.limited_for:
             return
         wanted = self.max_length if max_bytes is None else min(max(max_bytes, _MIN_VALUE_LIMIT),
                                                                  self.max_length)
-        if self.limited_for == _RAW_INLINE:
+        if self.limited_for == _ON_LOOP:
             self.conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, self.like_length)
         self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, wanted)
         self.limited_for = max_bytes
 
-    def limit_for_inline_raw(self) -> None:
-        """Limits under which no single SQLite instruction of a caller's statement can hold the event
-        loop for long: values of at most _RAW_INLINE_VALUES bytes (a string function's work grows with
-        its values' size; `instr` with the square of it), and short LIKE/GLOB patterns. A statement
-        that needs more fails at once (SQLITE_TOOBIG, "pattern too complex") and runs on a worker thread
-        under the full limits."""
-        if self.limited_for != _RAW_INLINE:
-            self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, _RAW_INLINE_VALUES)
-            self.conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, _RAW_INLINE_LIKE)
-            self.limited_for = _RAW_INLINE
+    def limit_for_loop(self) -> None:
+        """Limits for a read on the event loop, under which no single SQLite instruction can hold the
+        loop for long: values (and SQL text) of at most _LOOP_VALUES bytes (a string function's work
+        grows with its values' size; `instr` with the square of it), and short LIKE/GLOB patterns. A
+        lookup's few values then cannot make a large answer, so they need no counting. A statement
+        that needs more fails at once (SQLITE_TOOBIG, "pattern too complex") and runs on a worker
+        thread under the full limits."""
+        if self.limited_for != _ON_LOOP:
+            self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, _LOOP_VALUES)
+            self.conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, _LOOP_LIKE)
+            self.limited_for = _ON_LOOP
 
 
 class SqliteDatabase(Database):
@@ -421,11 +437,11 @@ class SqliteDatabase(Database):
 
     async def read(self, sql: str, params: Params, *, max_rows: int, timeout: float, raw: bool = False,
                    max_bytes: int | None = None, owner: str | None = None) -> Rows:
-        """A catalog read is tried on the event loop for at most INLINE_BUDGET (a point lookup takes
+        """A read is tried on the event loop for at most INLINE_BUDGET (a point lookup takes
         microseconds, and skipping the thread hop avoids GIL hand-offs that dominate latency under
-        load); one that needs longer is interrupted by SQLite and run again on a worker thread under the
-        rest of its limit (reads change nothing, so running one again is safe). Raw SQL is tried on the
-        loop only under tighter limits and the watchdog (the module's docstring). On a worker thread a
+        load), under the loop's tighter limits (and, for raw SQL, the watchdog: the module's docstring);
+        one that needs longer or more is stopped by SQLite and run again on a worker thread under the
+        rest of its limit (reads change nothing, so running one again is safe). On a worker thread a
         read holds a reader across awaits, so there `owner` (the API key; the calling key when not
         given) waits while it holds its share of the readers and one more would leave none free for
         other keys; a read on the loop gives its reader back before anyone else runs, so it needs no
@@ -433,7 +449,6 @@ class SqliteDatabase(Database):
         if not self._readers or self._read_threads is None:
             raise DatabaseUnavailable("The database is not open.")
         bound = _bind(params)
-        limit = max_rows + 1
         watchdog = self._watchdog
         if not self._idle or (raw and watchdog is None):
             return await self._read_on_worker(sql, bound, max_rows, timeout, raw, max_bytes,
@@ -442,26 +457,21 @@ class SqliteDatabase(Database):
         started = time.monotonic()
         deadline = reader.deadline
         deadline.at = started + min(timeout, INLINE_BUDGET)
+        reader.limit_for_loop()
         try:
             if raw:
-                reader.limit_for_inline_raw()
                 watchdog.watch(reader.conn, started + _RAW_INLINE_CUTOFF)  # type: ignore[union-attr]
-            else:
-                reader.limit_values(max_bytes)
-            fetched, columns, size = _fetch(reader.conn, sql, bound, limit, max_bytes)
+            return _fetch(reader.conn, sql, bound, max_rows, max_bytes, _LOOP_VALUES)
         except sqlite3.Error as exc:
-            if not (_needs_more_time(exc, timeout) or (raw and _over_inline_limits(exc))):
+            if not (_needs_more_time(exc, timeout) or _over_loop_limits(exc)):
                 raise self._translate(exc, deadline, raw, max_bytes, (sql, *bound.values())) from None
-            fetched = None
         finally:
             if raw:
                 watchdog.done()  # type: ignore[union-attr]
             deadline.at = float("inf")
             self._give_back(reader)
-        if fetched is None:
-            return await self._read_on_worker(sql, bound, max_rows, started + timeout - time.monotonic(), raw,
-                                              max_bytes, owner or call_owner.get())
-        return _rows(columns, fetched, max_rows, size)
+        return await self._read_on_worker(sql, bound, max_rows, started + timeout - time.monotonic(), raw,
+                                          max_bytes, owner or call_owner.get())
 
     async def _read_on_worker(self, sql: str, bound: dict[str, Any], max_rows: int, remaining: float,
                               raw: bool, max_bytes: int | None, owner: str | None) -> Rows:
@@ -475,8 +485,7 @@ class SqliteDatabase(Database):
             deadline.at = time.monotonic() + remaining
             try:
                 reader.limit_values(max_bytes)
-                fetched, columns, size = await self._on_worker(reader, sql, bound, max_rows + 1, max_bytes,
-                                                               remaining)
+                return await self._on_worker(reader, sql, bound, max_rows, max_bytes, remaining)
             except sqlite3.Error as exc:
                 raise self._translate(exc, deadline, raw, max_bytes, (sql, *bound.values())) from None
             finally:
@@ -485,21 +494,20 @@ class SqliteDatabase(Database):
         finally:
             if owner is not None:
                 self.shares.give_back(owner)
-        return _rows(columns, fetched, max_rows, size)
 
     def _give_back(self, reader: _Reader) -> None:
         if not self._waiting.give(reader):
             self._idle.append(reader)
 
-    async def _on_worker(self, reader: _Reader, sql: str, bound: dict[str, Any], limit: int,
-                         max_bytes: int | None, remaining: float) -> _Fetched:
+    async def _on_worker(self, reader: _Reader, sql: str, bound: dict[str, Any], max_rows: int,
+                         max_bytes: int | None, remaining: float) -> Rows:
         """Run on a worker thread, interrupted by a loop timer when `remaining` seconds are up; a
         cancelled caller interrupts the statement too, and waits for the thread to let go of the
         connection before it goes back to the pool."""
         loop = asyncio.get_running_loop()
         conn, deadline = reader.conn, reader.deadline
         timer = loop.call_later(max(0.0, remaining), _time_is_up, conn, deadline)
-        work = reader.thread.submit(loop, _fetch_patiently, conn, deadline, sql, bound, limit, max_bytes)
+        work = reader.thread.submit(loop, _fetch_patiently, conn, deadline, sql, bound, max_rows, max_bytes)
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:

@@ -25,6 +25,7 @@ class Watchdog:
         self.idle_after = idle_after
         self._current: tuple[sqlite3.Connection, float] | None = None
         self._wanted = threading.Event()
+        self._awake = False  # the thread looks at _current: no need to wake it (a plain read per watch)
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="sqlite-watchdog", daemon=True)
         self._thread.start()
@@ -32,7 +33,7 @@ class Watchdog:
     def watch(self, conn: sqlite3.Connection, until: float) -> None:
         """Interrupt `conn` if it is still being watched at monotonic time `until`."""
         self._current = (conn, until)
-        if not self._wanted.is_set():
+        if not self._awake:
             self._wanted.set()
 
     def done(self) -> None:
@@ -47,6 +48,7 @@ class Watchdog:
         last_seen = time.monotonic()
         while True:
             self._wanted.wait()
+            self._awake = True
             if self._stopped:
                 return
             time.sleep(self.step)
@@ -60,6 +62,7 @@ class Watchdog:
                     # its deadline, which the reader's paths take as "run it again" (server.db.sqlite)
                     conn.interrupt()
             elif now - last_seen > self.idle_after:
+                self._awake = False
                 self._wanted.clear()
                 # watched again, or stopped, between the checks and the clear: that set() must not be lost
                 if self._current is not None or self._stopped:

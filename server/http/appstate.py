@@ -12,7 +12,6 @@ BRIDGE = web.AppKey("bridge", Bridge)
 CONTEXT = web.RequestKey("voka.ctx", CallContext)  # set by the pipeline
 CLIENT = web.RequestKey("voka.client", str)  # the caller's address (after a trusted proxy's header)
 BODY = web.RequestKey("voka.body", bytes)  # the raw body, once read
-SLOT = web.RequestKey("voka.slot", object)  # the request's concurrency place (server.ratelimit._Slot)
 
 
 def context(request: web.Request) -> CallContext:

@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler, Middleware
 from server.bridge import Bridge
 from server.errors import RateLimited, Unauthorized
 from server.events import AuthBlocked
-from server.http.appstate import BRIDGE, CLIENT, SLOT, context
+from server.http.appstate import BRIDGE, CLIENT, context
 from server.keys import Principal
 from server.ratelimit import ConcurrencyLimiter, TooManyInFlight
 
@@ -112,21 +112,22 @@ def auth_and_limits(bridge: Bridge, concurrency: ConcurrencyLimiter) -> Middlewa
             if presented_key(request) is None:
                 _limit_anonymous(request)
             raise Unauthorized(headers={"WWW-Authenticate": 'Bearer realm="voka-bridge"'})
-        context(request).principal = principal
+        ctx = context(request)
+        ctx.principal = principal
         decision = bridge.limiter.check(principal.key_id, principal.rate_limit)
         headers = decision.headers(bridge.limiter.window)
         if not decision.allowed:
             window = bridge.limiter.window
-            context(request).detail["reason"] = f"over {decision.limit} requests per {window:g} s"
+            ctx.detail["reason"] = f"over {decision.limit} requests per {window:g} s"
             raise RateLimited(f"Rate limit of {decision.limit} requests per "
                               f"{int(window)} s reached; retry in {decision.retry_after} s.",
                               headers=headers)
         try:
-            slot = request[SLOT] = concurrency.slot(principal.key_id)
+            slot = ctx.place = concurrency.slot(principal.key_id)
             async with slot:
                 response = await handler(request)
         except TooManyInFlight:
-            context(request).detail["reason"] = (f"over {concurrency.limit} requests in progress and "
+            ctx.detail["reason"] = (f"over {concurrency.limit} requests in progress and "
                                                  f"{concurrency.max_waiting} waiting")
             raise RateLimited(f"This key already has {concurrency.limit} requests in progress and more "
                               "waiting; slow down.", code="too_many_concurrent",

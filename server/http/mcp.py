@@ -23,7 +23,7 @@ from aiohttp import web
 from server.config import ServerSettings
 from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from server.executor import CallContext
-from server.http.appstate import BRIDGE, SLOT, context
+from server.http.appstate import BRIDGE, context
 from server.http.body import read_json
 from server.http.security import lift_deadline
 from server.mcp.dispatch import SERVER_INFO, McpService
@@ -180,8 +180,8 @@ async def pump(request: web.Request, response: web.StreamResponse,
 
 
 @contextlib.contextmanager
-def stream_place(request: web.Request, ctx: CallContext, service: McpService,
-                 request_id: int | str | None = None) -> Iterator[float]:
+def stream_place(ctx: CallContext, service: McpService, request_id: int | str | None = None
+                 ) -> Iterator[float]:
     """An event stream's own place among its key's streams ([rate_limit] max_streams_per_key), taken
     instead of the request place the auth stage gave it, so open streams never starve the key's calls.
     Yields how long the stream may stay quiet before it is closed."""
@@ -191,9 +191,8 @@ def stream_place(request: web.Request, ctx: CallContext, service: McpService,
         raise Refusal(429, RpcError(RATE_LIMITED, f"This key already has {places.share} event streams open; "
                                     "close one before opening another.", audit_code="too_many_streams"),
                       request_id, headers={"Retry-After": "5"})
-    slot = request.get(SLOT)
-    if slot is not None:
-        slot.leave()  # type: ignore[attr-defined]
+    if ctx.place is not None:
+        ctx.place.leave()
     try:
         yield service.bridge.config.limits.stream_idle_seconds
     finally:
@@ -382,7 +381,7 @@ async def handshake_stream(request: web.Request, ctx: CallContext, service: McpS
         raise Refusal(409, RpcError(INVALID_REQUEST, "Conflict: Only one SSE stream is allowed per session"))
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     lift_deadline(request)
-    with stream_place(request, ctx, service) as idle:
+    with stream_place(ctx, service) as idle:
         session.streams.add(queue)
         try:
             response = web.StreamResponse(headers={**_SSE_HEADERS, SESSION_HEADER: session.id})
@@ -459,7 +458,7 @@ async def listen(request: web.Request, ctx: CallContext, service: McpService,
     stamp = {SUBSCRIPTION_ID: message.id}
     lift_deadline(request)  # a listen stream is meant to stay open
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    with stream_place(request, ctx, service, message.id) as idle:
+    with stream_place(ctx, service, message.id) as idle:
         service.listeners[queue] = bool(honored)
         try:
             response = web.StreamResponse(headers=_SSE_HEADERS)

@@ -66,7 +66,7 @@ class McpService:
         self.listeners: dict[asyncio.Queue[dict[str, Any] | None], bool] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._upkeep: asyncio.Task[None] | None = None
-        self._unsubscribe = bridge.events.subscribe(self._on_event)
+        self._unsubscribe = bridge.events.subscribe(self._on_event, CatalogReloaded)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -164,3 +164,90 @@ async def test_postgres_an_answer_under_the_limit_is_served(make_server, pg_serv
     status, body = await rest(running, key, "SELECT n, n + 1 AS m, n * 2 AS k FROM generate_series(1, $1) n",
                               [1000])
     assert status == 200 and body["count"] == 1000
+
+
+async def test_postgres_answers_small_on_the_wire_are_not_counted_and_still_fit(
+        make_server, pg_server: PgServer, pg_db: str) -> None:  # noqa: F811
+    """Rows that took little room on the wire are not counted (server.db.postgres._WIRE_SMALL). The worst
+    such answer, NULLs under 63-byte column names of control characters, still fits over MCP, where it
+    travels twice and escaped again. A numeric whose scale of 16,383 digits takes a few bytes on the
+    wire is always counted: ten rows fit over REST and are refused over MCP."""
+    limit = 256 * 1024
+    running: RunningServer = await make_server({"limits": {"max_response_bytes": limit}},
+                                               database_url=pg_server.url(pg_db))
+    key = await running.create_key("analyst", ("query", "sql"))
+    names = ", ".join(f'NULL::text AS "{chr(code) * 63}"' for code in range(1, 32))
+    worst = f"SELECT {names} FROM generate_series(1, $1)"
+    await rest(running, key, worst, [1])  # described once; later calls carry only their rows
+    served = 0
+    for count in range(1, 17):
+        status, payload, size = await mcp_run_sql(running, key, worst, [count])
+        assert status == 200, payload
+        if payload["result"]["isError"]:
+            assert_mcp_too_large(status, payload)
+            continue
+        assert size <= limit, (count, size)
+        served += 1
+    assert served >= 3  # the uncounted ones among them (at least the first three) fit
+    scale = "SELECT round(1.00000000000000000001, 16383) AS v FROM generate_series(1, $1)"
+    status, body = await rest(running, key, scale, [10])
+    assert status == 200 and body["count"] == 10 and len(json.dumps(body)) > 160_000, status
+    status, payload, _ = await mcp_run_sql(running, key, scale, [10])
+    assert_mcp_too_large(status, payload)
+
+
+async def test_sqlite_lookups_of_capped_values_are_not_counted_and_still_fit(make_server) -> None:
+    """On the event loop no value is over 4 KB (a larger one moves the read to a thread), so a lookup's few
+    values are not counted (server.db.budget.rows_size, `value_cap`). The worst of them, 4 KB of control
+    characters in every column, fits over MCP at every width that is not counted; wider answers are
+    counted, and refused once they would not fit."""
+    limit = 256 * 1024
+    running: RunningServer = await make_server({"limits": {"max_response_bytes": limit}})
+    key = await running.create_key("analyst", ("query", "sql"))
+    worst = "replace(hex(zeroblob(2047)), '0', char(1))"  # 4,094 characters, each 6 bytes of JSON
+    outcomes = []
+    for width in range(1, 9):
+        columns = ", ".join(f"{worst} AS c{number}" for number in range(width))
+        status, payload, size = await mcp_run_sql(running, key, f"SELECT {columns}")
+        if payload["result"]["isError"]:
+            assert_mcp_too_large(status, payload)
+            outcomes.append("refused")
+            continue
+        assert status == 200 and size <= limit, (width, size)
+        outcomes.append("served")
+    assert outcomes[:4] == ["served"] * 4 and "refused" in outcomes, outcomes
+
+
+async def test_sqlite_catalog_values_over_the_loops_limit_are_answered_from_a_thread(home, make_server) -> None:
+    """A catalog tool whose answer holds a value over the event loop's 4 KB is answered in full (the read
+    moves to a worker thread under the full limits), and so is one whose SQL is longer than 4 KB."""
+    padding = " " * 5000
+    home.tools_file.write_text(home.tools_file.read_text() + f'''
+[tools.long_note]
+kind = "query"
+description = "A long note."
+sql = "SELECT :n AS n, replace(hex(zeroblob(:n)), '0', 'x') AS note"
+max_rows = 1
+
+[tools.long_note.params.n]
+type = "integer"
+description = "Half the note's length."
+
+[tools.long_sql]
+kind = "query"
+description = "A tool whose SQL is long."
+sql = "SELECT name{padding} FROM customers WHERE phone = :phone"
+max_rows = 1
+
+[tools.long_sql.params.phone]
+type = "string"
+description = "Phone number."
+''')
+    running: RunningServer = await make_server()
+    key = await running.create_key("reader", ("query",))
+    for n in (100, 3000, 50_000):
+        status, body, _ = await running.post("/query", {"name": "long_note", "params": {"n": n}}, key=key)
+        assert status == 200 and len(body["data"][0]["note"]) == 2 * n, (n, status, body.get("error"))
+    status, body, _ = await running.post("/query", {"name": "long_sql", "params": {"phone": "+15558594448"}},
+                                         key=key)
+    assert status == 200 and body["data"] == [{"name": "Ava Martin"}], body

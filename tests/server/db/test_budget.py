@@ -7,7 +7,7 @@ import decimal
 
 import pytest
 
-from server.db.budget import AnswerBudget, row_size, value_size
+from server.db.budget import AnswerBudget, row_size, rows_size, value_size
 from server.errors import ResponseTooLarge
 from server.jsonsafe import dumps_bytes
 
@@ -44,3 +44,14 @@ def test_the_budget_stops_at_the_first_row_past_the_limit() -> None:
             added += 1
     assert added == 9 and refused.value.code == "response_too_large" and refused.value.status == 400
     assert "fewer rows or columns" in refused.value.message
+
+
+def test_a_whole_answer_counted_at_once_is_counted_as_the_budget_counts_it_row_by_row() -> None:
+    columns = ["id", "name", "note", "vip", "score"]
+    rows = [tuple(row.get(c) for c in columns) for row in ROWS]
+    budget = AnswerBudget(10**9, columns)
+    for values in rows:
+        budget.add(values)
+    assert rows_size(columns, rows, budget.used) == budget.used
+    with pytest.raises(ResponseTooLarge):
+        rows_size(columns, rows, budget.used - 1)

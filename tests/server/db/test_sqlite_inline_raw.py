@@ -82,6 +82,27 @@ def test_the_watchdog_stops_whenever_it_is_stopped() -> None:
     conn.close()
 
 
+def test_a_statement_watched_as_the_watchdog_goes_idle_is_still_interrupted() -> None:
+    """watch() wakes the thread only when it has gone idle (a flag it reads, not the Event's lock): a
+    watch that comes at any point of the thread's way to sleep must still be seen."""
+    conn = sqlite3.connect(":memory:", check_same_thread=False)
+    conn.create_function("slow", 1, lambda n: time.sleep(0.01) or n)
+    sql = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r WHERE n<300) SELECT sum(slow(n)) FROM r"
+    watchdog = Watchdog(step=0.002, idle_after=0.001)
+    try:
+        for round_ in range(40):
+            time.sleep((round_ % 8) * 0.0005)  # the thread is awake, on its way to sleep, or asleep
+            started = time.monotonic()
+            watchdog.watch(conn, started + 0.005)
+            with pytest.raises(sqlite3.OperationalError, match="interrupted"):
+                conn.execute(sql).fetchall()
+            watchdog.done()
+            assert time.monotonic() - started < 1.0, f"not interrupted in round {round_}"
+    finally:
+        watchdog.stop()
+        conn.close()
+
+
 async def test_no_raw_sql_on_the_loop_for_a_file_with_virtual_tables(tmp_path: Path) -> None:
     path = tmp_path / "fts.db"
     with sqlite3.connect(path) as conn:

@@ -142,10 +142,13 @@ class Scenario:
 
 def compare(args: argparse.Namespace, scenarios: list[Scenario]) -> list[Result]:
     """Every scenario once per round, in turn (all servers already running), for `args.rounds` rounds;
-    each scenario's result is its median round by requests/s."""
+    each scenario's result is its median round by requests/s. Every other round runs them in the
+    reverse order, so no server is always measured right after the same other one (whose load the
+    database or the machine may still be clearing)."""
     rounds: list[list[Result]] = [[] for _ in scenarios]
+    plan = list(zip(scenarios, rounds, strict=True))
     for number in range(max(1, args.rounds)):
-        for scenario, results in zip(scenarios, rounds, strict=True):
+        for scenario, results in plan if number % 2 == 0 else reversed(plan):
             results.append(measure(args, scenario.name, scenario.url, scenario.body, scenario.headers))
             print(f"bench: round {number + 1}: {scenario.name}: {results[-1].rps:,.0f} req/s",
                   file=sys.stderr)

@@ -124,8 +124,7 @@ class ToolExecutor:
         call_owner.set(principal.key_id)  # the key's share of database connections (server.handoff)
         if tool.kind == "query":
             outcome = await self._query(tool, bound)
-            if outcome.size * 16 > self.bridge.config.limits.max_response_bytes:
-                self._bound_answer(ctx, outcome)
+            self._bound_answer(ctx, outcome)
         else:
             outcome = await self._run_action(principal, tool, bound, args, idempotency_key)
         ctx.rows = outcome.rows
@@ -224,8 +223,7 @@ class ToolExecutor:
         result = await db.read(sql, args, max_rows=limits.max_rows, timeout=limits.query_timeout_seconds,
                                raw=True, max_bytes=limits.max_response_bytes)
         outcome = Outcome(result.rows, len(result.rows), result.truncated, "sql", size=result.size)
-        if outcome.size * 16 > limits.max_response_bytes:
-            self._bound_answer(ctx, outcome)
+        self._bound_answer(ctx, outcome)
         ctx.rows = len(result.rows)
         return outcome
 
@@ -233,10 +231,12 @@ class ToolExecutor:
         """Refuse rows over [limits] max_response_bytes as the caller would receive them: once as JSON
         over REST, twice over MCP (a tools/call result carries them as text, escaped, and as
         structuredContent). The database layer already stopped fetching at a lower bound past the limit;
-        callers measure the real JSON only for answers whose bound is over a sixteenth of it (the bound is
-        never more than a few times low), so a lookup pays nothing for this. Actions are not refused: their
-        one row comes after a commit, and refusing it would hide a write that was made."""
+        the real JSON is measured only for answers within a sixteenth of it (the bound is never more than
+        a few times low), so a lookup pays nothing for this. Actions are not refused: their one row
+        comes after a commit, and refusing it would hide a write that was made."""
         limit = self.bridge.config.limits.max_response_bytes
+        if outcome.size * 16 <= limit:
+            return
         body = dumps_bytes(outcome.data)
         size = len(body)
         if ctx.protocol == "mcp":

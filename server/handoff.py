@@ -111,7 +111,7 @@ class Shares(Generic[K]):
     def take_now(self, owner: K) -> bool:
         """Take one of the owner's places if it may (and nobody of its own waits for one)."""
         count = self._held.get(owner, 0)
-        if (count >= self.share and not self._allowed(count)) or (self._queues and owner in self._queues):
+        if owner in self._queues or not self._allowed(count):
             return False
         self._held[owner] = count + 1
         self._total += 1

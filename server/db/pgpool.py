@@ -182,8 +182,7 @@ class ConnectionPool:
         """Back to the next waiter that may have it, or the free list (its owner's share place is free
         again); a connection in an unknown state is closed."""
         owner, pooled.owner = pooled.owner, None
-        if owner is not None:
-            self._unlend(owner)
+        self._unlend(owner)
         if not reusable or self._closed or pooled.con.is_closed():
             if not pooled.con.is_closed():
                 pooled.con.terminate()

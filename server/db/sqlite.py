@@ -163,26 +163,23 @@ def _fetch(conn: sqlite3.Connection, sql: str, params: dict[str, Any], max_rows:
     answer past it. `value_cap`: no value is longer (the loop's SQLITE_LIMIT_LENGTH), so a lookup's few
     values need no counting (budget.rows_size)."""
     cursor = conn.execute(sql, params)
-    size: int | None = 0
     try:
         columns = [d[0] for d in cursor.description or ()]
         limit = max_rows + 1
         if max_bytes is None:
-            rows = cursor.fetchmany(limit)
+            rows, size = cursor.fetchmany(limit), 0
         else:
             # A lookup's few rows are fetched at once, then counted (each value is capped anyway); only
             # an answer with more rows than that is counted row by row as the rest arrives.
             rows = cursor.fetchmany(min(limit, _FEW_ROWS))
             if len(rows) < _FEW_ROWS or limit <= _FEW_ROWS:
-                size = None
+                size = rows_size(columns, rows[:max_rows], max_bytes, value_cap)
             else:
                 size = _count_the_rest(cursor, rows, columns, limit, max_bytes)
     finally:
         cursor.close()
     truncated = len(rows) > max_rows
     sent = rows[:max_rows] if truncated else rows
-    if size is None:
-        size = rows_size(columns, sent, max_bytes, value_cap)  # type: ignore[arg-type]
     return Rows(columns, [dict(zip(columns, row, strict=False)) for row in sent], truncated, size=size)
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pg_bench
-from load import run_wrk, serve_command
+from load import run_wrk, serve_command, write_config
 from rest_bench import KEY, PHONE, free_port
 
 RAW = "SELECT name, account_status, last_purchase FROM customers WHERE phone = $1"
@@ -98,7 +98,6 @@ def main() -> None:
     for tool in ("valgrind", "callgrind_control", "wrk"):
         if not shutil.which(tool):
             raise SystemExit(f"bench: {tool} is not installed (apt-get install valgrind wrk)")
-    config = "[rate_limit]\nrequests = 100000000\nwindow_seconds = 60\n"
     rows = []
     with tempfile.TemporaryDirectory(prefix="voka-bench-") as temp:
         plans: list[tuple[str, str, dict, bool, dict[str, str]]] = []
@@ -119,10 +118,8 @@ def main() -> None:
                 counted = {}
                 for label, source in (("now", None), ("anchor", args.anchor)):
                     home = Path(temp) / f"{number}-{label}"
-                    plain = env.get("DATABASE_URL", "").replace(f":{password}@", "@")
-                    extra = f'[database]\nurl = "{plain}"\n\n' if plain else ""
                     home.mkdir()
-                    (home / "config.toml").write_text(extra + config)
+                    write_config(home, env.get("DATABASE_URL"))
                     instructions, lookups = count(source, home, body, args.seconds, demo=demo, env=env)
                     counted[label] = instructions / lookups
                     print(f"bench: {engine}, {name}, {label}: {counted[label]:,.0f} instructions per lookup "

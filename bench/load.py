@@ -115,6 +115,16 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                              "worktree add DIR <commit>`) and measure it in the same rounds, same Python")
 
 
+def write_config(home: Path, database_url: str | None = None) -> None:
+    """The benchmarks' config.toml: the rate limit raised so the limiter is not what is measured, and the
+    database named without its password (DATABASE_URL in the server's environment carries it)."""
+    database = ""
+    if database_url is not None:
+        parts = urlparse(database_url)
+        database = f'[database]\nurl = "postgresql://{parts.username}@{parts.hostname}:{parts.port}{parts.path}"\n\n'
+    (home / "config.toml").write_text(database + "[rate_limit]\nrequests = 100000000\nwindow_seconds = 60\n")
+
+
 def serve_command(source: Path | None) -> tuple[list[str], Path | None]:
     """How to start `python -m server`: from this checkout, or from an anchor's source tree (run from
     there, its own `server` package is the one imported)."""

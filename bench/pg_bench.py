@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import Result, Scenario, add_options, compare, serve_command
+from load import Result, Scenario, add_options, compare, serve_command, write_config
 
 from server.db.pgsafety import revoke_risky_sql
 
@@ -128,10 +128,7 @@ def wait_line(proc: subprocess.Popen[str], prefix: str, what: str) -> None:
 def start_bridge(home: Path, port: int, database_url: str, workers: int,
                  source: Path | None = None) -> subprocess.Popen[str]:
     """config.toml names the database without its password; DATABASE_URL (headless) carries it."""
-    parts = urlsplit(database_url)
-    plain_url = f"postgresql://{parts.username}@{parts.hostname}:{parts.port}{parts.path}"
-    (home / "config.toml").write_text(f'[database]\nurl = "{plain_url}"\n\n'
-                                      "[rate_limit]\nrequests = 100000000\nwindow_seconds = 60\n")
+    write_config(home, database_url)
     env = {**os.environ, "MCP_API_KEY": KEY, "DATABASE_URL": database_url}
     command, cwd = serve_command(source)
     proc = subprocess.Popen([*command, "--home", str(home), "--port", str(port), "--workers", str(workers)],

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import Result, Scenario, add_options, compare, serve_command
+from load import Result, Scenario, add_options, compare, serve_command, write_config
 
 PHONE = "+15558594448"
 KEY = "bench-key-not-secret-0123456789abcdef"
@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 def start_server(home: Path, port: int, workers: int, source: Path | None = None) -> subprocess.Popen[str]:
-    (home / "config.toml").write_text("[rate_limit]\nrequests = 100000000\nwindow_seconds = 60\n")
+    write_config(home)
     command, cwd = serve_command(source)
     proc = subprocess.Popen([*command, "--demo", "--home", str(home), "--port", str(port),
                              "--workers", str(workers)],

@@ -196,6 +196,7 @@ class KeysPage(QWidget):
         controller.serverStateChanged.connect(lambda state: state == "serving" and self.refresh())
         controller.requestsArrived.connect(self._maybe_refresh_usage)
         self._usage_dirty = False
+        self._asked = self._shown = 0  # refreshes asked for, and the latest whose answer is shown
         self._standing = ""  # the page's own note (no keys yet, the first start's key), not news
         self.refresh()
         self._selection_changed()
@@ -218,7 +219,10 @@ class KeysPage(QWidget):
     # ---- listing -------------------------------------------------------------------------------
     @Slot()
     def refresh(self) -> None:
-        self.controller.calls.blocking(keyadmin.list_keys, self.controller.paths, on_done=self._show,
+        self._asked += 1
+        asked = self._asked
+        self.controller.calls.blocking(keyadmin.list_keys, self.controller.paths,
+                                       on_done=lambda records: self._show(records, asked),
                                        on_error=self._problem)
 
     def _maybe_refresh_usage(self, _events: object) -> None:
@@ -231,7 +235,12 @@ class KeysPage(QWidget):
         self._usage_dirty = False
         self.refresh()
 
-    def _show(self, records: list[ApiKey]) -> None:
+    def _show(self, records: list[ApiKey], asked: int) -> None:
+        """Show the keys read by the `asked`-th refresh. Reads run side by side on worker threads, so an
+        older one can finish last; it would bring back a key just revoked or hide one just made."""
+        if asked < self._shown:
+            return
+        self._shown = asked
         selected = self.selected()
         self.records = records
         self.table.setRowCount(len(records))

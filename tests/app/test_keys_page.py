@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
+from app.pages import keys as keys_page
 from app.pages.keys import NOT_KEPT_NOTE
 from server.keys import key_id_of
 from server.state import connect_state
@@ -164,8 +166,13 @@ def _copy_refused(page, qtbot, name: str) -> str:
     page.select(name)
     QGuiApplication.clipboard().setText("left alone")
     page.message.clear()
+    assert page.selected().name == name and page.copy_button.isEnabled()
     page.copy_button.click()
-    qtbot.waitUntil(lambda: "Rotate the key" in page.message.text(), timeout=5000)
+
+    def told() -> None:
+        assert "Rotate the key" in page.message.text(), page.message.text()
+
+    qtbot.waitUntil(told, timeout=5000)
     assert QGuiApplication.clipboard().text() == "left alone"
     return page.message.text()
 
@@ -249,3 +256,30 @@ def test_no_note_when_the_keys_were_there_before(make_desktop, app_home, qtbot):
     page = desktop.window.show_page("Keys")
     qtbot.waitUntil(lambda: [k.name for k in page.records] == ["till"], timeout=5000)
     assert page.message.text() == ""
+
+
+def test_an_older_read_of_the_keys_finishing_last_does_not_bring_back_the_old_list(desktop, qtbot, monkeypatch):
+    """Refreshes read on worker threads side by side; the list shown is the latest asked for, whichever
+    read finishes last (a key just made stays listed and selectable)."""
+    page = desktop.window.show_page("Keys")
+    qtbot.waitUntil(lambda: len(page.records) == 1, timeout=5000)
+    real = keys_page.keyadmin.list_keys
+    slow_started, release = threading.Event(), threading.Event()
+
+    def held_back(paths):
+        records = real(paths)  # read now, answered late: the list as it was before the new key
+        slow_started.set()
+        release.wait(10)
+        return records
+
+    monkeypatch.setattr(keys_page.keyadmin, "list_keys", held_back)
+    page.refresh()
+    assert slow_started.wait(5)
+    monkeypatch.setattr(keys_page.keyadmin, "list_keys", real)
+    _create_headless(desktop, qtbot, "headless")  # its keys_changed refresh reads the new list
+    qtbot.waitUntil(lambda: any(k.name == "headless" for k in page.records), timeout=5000)
+    page.select("headless")
+    release.set()
+    qtbot.waitUntil(lambda: not page.controller.calls.busy, timeout=5000)
+    assert [k.name for k in page.records] == ["Voka AI", "headless"]
+    assert page.table.rowCount() == 2 and page.selected().name == "headless"

@@ -148,13 +148,44 @@ class Scenario:
     url: str
     body: dict | list
     headers: dict[str, str]
+    anchor_for: str | None = None  # this is the --anchor tree's run of the scenario of that name
 
 
-def compare(args: argparse.Namespace, scenarios: list[Scenario]) -> list[Result]:
+@dataclass
+class Cost:
+    """What this tree costs against the anchor in one scenario: requests/s lost, round by round."""
+
+    name: str
+    losses: list[float]  # 1 - this tree's requests/s / the anchor's, in the same round, back to back
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.losses)
+
+    @property
+    def middle_half(self) -> tuple[float, float]:
+        ordered = sorted(self.losses)
+        return ordered[len(ordered) // 4], ordered[(3 * len(ordered)) // 4]
+
+
+def paired(scenarios: list[Scenario]) -> list[Scenario]:
+    """The run order: each anchor scenario right after the scenario it is the anchor of, so the two are
+    measured seconds apart and a drift of the machine's speed hits both alike."""
+    anchors = {s.anchor_for: s for s in scenarios if s.anchor_for is not None}
+    ordered: list[Scenario] = []
+    for scenario in scenarios:
+        if scenario.anchor_for is None:
+            ordered.append(scenario)
+            if scenario.name in anchors:
+                ordered.append(anchors[scenario.name])
+    return ordered
+
+
+def run_rounds(args: argparse.Namespace, scenarios: list[Scenario]) -> list[list[Result]]:
     """Every scenario once per round, in turn (all servers already running), for `args.rounds` rounds;
-    each scenario's result is its median round by requests/s. Every other round runs them in the
-    reverse order, so no server is always measured right after the same other one (whose load the
-    database or the machine may still be clearing)."""
+    the results per scenario, in round order. Every other round runs them in the reverse order, so no
+    server is always measured right after the same other one (whose load the database or the machine
+    may still be clearing), and a scenario and its anchor swap places."""
     rounds: list[list[Result]] = [[] for _ in scenarios]
     plan = list(zip(scenarios, rounds, strict=True))
     for number in range(max(1, args.rounds)):
@@ -162,7 +193,33 @@ def compare(args: argparse.Namespace, scenarios: list[Scenario]) -> list[Result]
             results.append(measure(args, scenario.name, scenario.url, scenario.body, scenario.headers))
             print(f"bench: round {number + 1}: {scenario.name}: {results[-1].rps:,.0f} req/s",
                   file=sys.stderr)
-    return [sorted(results, key=lambda r: r.rps)[len(results) // 2] for results in rounds]
+    return rounds
+
+
+def median_round(results: list[Result]) -> Result:
+    return sorted(results, key=lambda r: r.rps)[len(results) // 2]
+
+
+def compare(args: argparse.Namespace, scenarios: list[Scenario]) -> list[Result]:
+    """Each scenario's median round by requests/s (see run_rounds)."""
+    return [median_round(results) for results in run_rounds(args, scenarios)]
+
+
+def costs(scenarios: list[Scenario], rounds: list[list[Result]]) -> list[Cost]:
+    """Per scenario with an anchor, the requests/s lost in each round against the anchor's run next to
+    it: the machine's drift between rounds cancels out, which medians of whole runs cannot do."""
+    by_name = dict(zip((s.name for s in scenarios), rounds, strict=True))
+    return [Cost(s.anchor_for, [1 - now.rps / before.rps for now, before in
+                                zip(by_name[s.anchor_for], results, strict=True)])
+            for s, results in zip(scenarios, rounds, strict=True) if s.anchor_for is not None]
+
+
+def cost_lines(found: list[Cost]) -> str:
+    lines = ["| scenario | requests/s lost against the anchor, median round | middle half of the rounds | "
+             "rounds |", "|---|---:|---:|---:|"]
+    lines += [f"| {c.name} | {c.median:.1%} | {c.middle_half[0]:.1%} to {c.middle_half[1]:.1%} | "
+              f"{len(c.losses)} |" for c in found]
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -36,7 +36,18 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import Result, Scenario, add_options, compare, serve_command, write_config
+from load import (
+    Result,
+    Scenario,
+    add_options,
+    cost_lines,
+    costs,
+    median_round,
+    paired,
+    run_rounds,
+    serve_command,
+    write_config,
+)
 
 from server.db.pgsafety import revoke_risky_sql
 
@@ -220,16 +231,16 @@ def main() -> None:
                     anchor_port = free_port()
                     anchor = start_bridge(anchor_home, anchor_port, database_url, args.workers, args.anchor)
                     anchor_url = f"http://127.0.0.1:{anchor_port}/query"
-                    scenarios += [Scenario("anchor: seed-style raw SQL lookup", anchor_url, raw, headers),
-                                  Scenario("anchor: find_customer_by_phone (catalog query)", anchor_url,
-                                           catalog, headers)]
+                    scenarios += [Scenario(f"anchor: {s.name.removeprefix('Voka Bridge: ')}", anchor_url,
+                                           s.body, headers, anchor_for=s.name) for s in scenarios]
                 express = start_express(node_dir, express_port, database_url)
                 if express is not None:
                     express_url = f"http://127.0.0.1:{express_port}/query"
                     asyncio.run(check_answer(express_url))
                     scenarios.append(Scenario("Express + node-postgres: same raw lookup", express_url, raw,
                                               headers))
-                results = compare(args, scenarios)
+                scenarios = paired(scenarios)
+                rounds = run_rounds(args, scenarios)
             finally:
                 stop(express)
                 stop(anchor)
@@ -240,7 +251,9 @@ def main() -> None:
     print(f"({args.concurrency} clients, {args.duration:g} s each, median of {args.rounds} alternating "
           f"rounds, load generator: {args.generator}, "
           f"Voka Bridge workers: {args.workers})")
-    print(table(results))
+    print(table([median_round(results) for results in rounds]))
+    if args.anchor is not None:
+        print("\n" + cost_lines(costs(scenarios, rounds)))
 
 
 if __name__ == "__main__":

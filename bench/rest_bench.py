@@ -18,7 +18,18 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import Result, Scenario, add_options, compare, serve_command, write_config
+from load import (
+    Result,
+    Scenario,
+    add_options,
+    cost_lines,
+    costs,
+    median_round,
+    paired,
+    run_rounds,
+    serve_command,
+    write_config,
+)
 
 PHONE = "+15558594448"
 KEY = "bench-key-not-secret-0123456789abcdef"
@@ -58,14 +69,17 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def scenarios(url: str, label: str = "") -> list[Scenario]:
+def scenarios(url: str, anchor: bool = False) -> list[Scenario]:
     headers = {"x-api-key": KEY}
+    catalog, raw = "REST find_customer_by_phone (catalog query)", "REST seed-style raw SQL lookup"
+    label = " (anchor)" if anchor else ""
     return [
-        Scenario(f"REST find_customer_by_phone (catalog query){label}", url + "/query",
-                 {"name": "find_customer_by_phone", "params": {"phone": PHONE}}, headers),
-        Scenario(f"REST seed-style raw SQL lookup{label}", url + "/query",
+        Scenario(catalog + label, url + "/query",
+                 {"name": "find_customer_by_phone", "params": {"phone": PHONE}}, headers,
+                 anchor_for=catalog if anchor else None),
+        Scenario(raw + label, url + "/query",
                  {"query": "SELECT name, account_status, last_purchase FROM customers WHERE phone = $1",
-                  "args": [PHONE]}, headers),
+                  "args": [PHONE]}, headers, anchor_for=raw if anchor else None),
     ]
 
 
@@ -79,8 +93,8 @@ def main() -> None:
             plan = scenarios(start(servers, Path(temp) / "current", args.workers))
             if args.anchor is not None:
                 anchor = start(servers, Path(temp) / "anchor", args.workers, args.anchor)
-                plan += scenarios(anchor, " (anchor)")
-            results = compare(args, plan)
+                plan = paired(plan + scenarios(anchor, anchor=True))
+            rounds = run_rounds(args, plan)
         finally:
             for proc in servers:
                 proc.terminate()
@@ -88,7 +102,9 @@ def main() -> None:
     print(f"({args.concurrency} clients, {args.duration:g} s each, median of {args.rounds} alternating "
           f"rounds, load generator: {args.generator}, "
           f"Voka Bridge workers: {args.workers})")
-    print(table(results))
+    print(table([median_round(results) for results in rounds]))
+    if args.anchor is not None:
+        print("\n" + cost_lines(costs(plan, rounds)))
 
 
 if __name__ == "__main__":

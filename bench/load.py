@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -113,6 +114,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--anchor", type=Path, metavar="DIR",
                         help="also serve the Voka Bridge source tree in DIR (an earlier version: `git "
                              "worktree add DIR <commit>`) and measure it in the same rounds, same Python")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start the servers anew for every round: a process's speed depends on its luck "
+                             "(address layout, hash seed; two processes of the same code differed by up to "
+                             "10%% for a whole run), which only many processes average out")
 
 
 def write_config(home: Path, database_url: str | None = None) -> None:
@@ -181,14 +186,19 @@ def paired(scenarios: list[Scenario]) -> list[Scenario]:
     return ordered
 
 
-def run_rounds(args: argparse.Namespace, scenarios: list[Scenario]) -> list[list[Result]]:
+def run_rounds(args: argparse.Namespace, scenarios: list[Scenario],
+               restart: Callable[[], list[Scenario]] | None = None) -> list[list[Result]]:
     """Every scenario once per round, in turn (all servers already running), for `args.rounds` rounds;
     the results per scenario, in round order. Every other round runs them in the reverse order, so no
     server is always measured right after the same other one (whose load the database or the machine
-    may still be clearing), and a scenario and its anchor swap places."""
+    may still be clearing), and a scenario and its anchor swap places. With --fresh, `restart` starts
+    every server anew before each round after the first and gives the same scenarios at their new
+    addresses."""
     rounds: list[list[Result]] = [[] for _ in scenarios]
-    plan = list(zip(scenarios, rounds, strict=True))
     for number in range(max(1, args.rounds)):
+        if number and args.fresh and restart is not None:
+            scenarios = restart()
+        plan = list(zip(scenarios, rounds, strict=True))
         for scenario, results in plan if number % 2 == 0 else reversed(plan):
             results.append(measure(args, scenario.name, scenario.url, scenario.body, scenario.headers))
             print(f"bench: round {number + 1}: {scenario.name}: {results[-1].rps:,.0f} req/s",

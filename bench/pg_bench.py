@@ -9,8 +9,10 @@ measures, with the same closed-loop load generator (bench/load.py, 32 clients):
 - a minimal Node.js Express + node-postgres server doing the same raw lookup (installed from npm into a
   temp folder; skipped with a note when npm cannot install it).
 
-All servers run for the whole benchmark and are measured in turn for --rounds rounds (each one's median
-round is reported), so a shared machine whose speed drifts slows them alike.
+All servers run for the whole benchmark (with --fresh, Voka Bridge's are started anew each round) and are
+measured in turn for --rounds rounds (each one's median round is reported), so a shared machine whose
+speed drifts slows them alike. With --anchor, each Voka Bridge scenario runs right after the anchor's and
+the cost is the median of the per-round losses.
 
     python bench/pg_bench.py [--duration 10] [--concurrency 32] [--admin-dsn postgresql://...]
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import secrets
 import shutil
@@ -148,6 +151,15 @@ def start_bridge(home: Path, port: int, database_url: str, workers: int,
     return proc
 
 
+def start_in(bridges: list[subprocess.Popen[str]], home: Path, database_url: str, workers: int,
+             source: Path | None = None) -> str:
+    """Start a Voka Bridge server in `home` (kept in `bridges` to stop later); its /query URL."""
+    home.mkdir(parents=True)
+    port = free_port()
+    bridges.append(start_bridge(home, port, database_url, workers, source))
+    return f"http://127.0.0.1:{port}/query"
+
+
 def start_express(folder: Path, port: int, database_url: str) -> subprocess.Popen[str] | None:
     npm, node = shutil.which("npm"), shutil.which("node")
     if not npm or not node:
@@ -212,44 +224,49 @@ def main() -> None:
     raw = {"query": SQL, "args": [PHONE]}
     try:
         with tempfile.TemporaryDirectory(prefix="voka-pgbench-") as temp:
-            home, node_dir = Path(temp) / "home", Path(temp) / "express"
-            home.mkdir()
+            node_dir = Path(temp) / "express"
             node_dir.mkdir()
-            port, express_port = free_port(), free_port()
-            bridge = start_bridge(home, port, database_url, args.workers)
-            express = anchor = None
-            try:
-                url = f"http://127.0.0.1:{port}/query"
+            bridges: list[subprocess.Popen[str]] = []
+            homes = itertools.count(1)
+
+            def serve_all() -> list[Scenario]:
+                """(Re)start Voka Bridge (and the anchor's), each in a new home; their scenarios."""
+                while bridges:
+                    stop(bridges.pop())
+                home = Path(temp) / str(next(homes))
+                url = start_in(bridges, home / "current", database_url, args.workers)
                 asyncio.run(check_answer(url))
                 catalog = {"name": "find_customer_by_phone", "params": {"phone": PHONE}}
-                scenarios = [Scenario("Voka Bridge: seed-style raw SQL lookup", url, raw, headers),
-                             Scenario("Voka Bridge: find_customer_by_phone (catalog query)", url, catalog,
-                                      headers)]
+                plan = [Scenario("Voka Bridge: seed-style raw SQL lookup", url, raw, headers),
+                        Scenario("Voka Bridge: find_customer_by_phone (catalog query)", url, catalog,
+                                 headers)]
                 if args.anchor is not None:
-                    anchor_home = Path(temp) / "anchor"
-                    anchor_home.mkdir()
-                    anchor_port = free_port()
-                    anchor = start_bridge(anchor_home, anchor_port, database_url, args.workers, args.anchor)
-                    anchor_url = f"http://127.0.0.1:{anchor_port}/query"
-                    scenarios += [Scenario(f"anchor: {s.name.removeprefix('Voka Bridge: ')}", anchor_url,
-                                           s.body, headers, anchor_for=s.name) for s in scenarios]
+                    anchor_url = start_in(bridges, home / "anchor", database_url, args.workers, args.anchor)
+                    plan += [Scenario(f"anchor: {s.name.removeprefix('Voka Bridge: ')}", anchor_url, s.body,
+                                      headers, anchor_for=s.name) for s in plan]
+                return paired(plan)
+
+            express = None
+            try:
+                scenarios = serve_all()
+                express_port = free_port()
                 express = start_express(node_dir, express_port, database_url)
+                extra = []
                 if express is not None:
                     express_url = f"http://127.0.0.1:{express_port}/query"
                     asyncio.run(check_answer(express_url))
-                    scenarios.append(Scenario("Express + node-postgres: same raw lookup", express_url, raw,
-                                              headers))
-                scenarios = paired(scenarios)
-                rounds = run_rounds(args, scenarios)
+                    extra = [Scenario("Express + node-postgres: same raw lookup", express_url, raw, headers)]
+                scenarios += extra
+                rounds = run_rounds(args, scenarios, restart=lambda: serve_all() + extra)
             finally:
                 stop(express)
-                stop(anchor)
-                stop(bridge)
+                while bridges:
+                    stop(bridges.pop())
     finally:
         if not args.keep:
             asyncio.run(drop_database(args.admin_dsn))
     print(f"({args.concurrency} clients, {args.duration:g} s each, median of {args.rounds} alternating "
-          f"rounds, load generator: {args.generator}, "
+          f"rounds{', fresh servers each round' if args.fresh else ''}, load generator: {args.generator}, "
           f"Voka Bridge workers: {args.workers})")
     print(table([median_round(results) for results in rounds]))
     if args.anchor is not None:

@@ -5,11 +5,13 @@ benchmark measures the server rather than the limiter), runs 32 concurrent clien
 another process, prints a Markdown table for the README.
 
     python bench/rest_bench.py [--duration 10] [--concurrency 32] [--generator wrk] [--workers 2] [--rounds 3]
+                               [--anchor DIR [--fresh]]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import socket
 import subprocess
@@ -63,6 +65,13 @@ def start(servers: list[subprocess.Popen[str]], home: Path, workers: int, source
     return f"http://127.0.0.1:{port}"
 
 
+def stop_all(servers: list[subprocess.Popen[str]]) -> None:
+    while servers:
+        proc = servers.pop()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def table(results: list[Result]) -> str:
     lines = ["| scenario | requests/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {r.name} | {r.rps:,.0f} | {r.p50_ms} | {r.p99_ms} | {r.errors} |" for r in results]
@@ -88,19 +97,27 @@ def main() -> None:
     add_options(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="voka-bench-") as temp:
-        servers = []
-        try:
-            plan = scenarios(start(servers, Path(temp) / "current", args.workers))
+        servers: list[subprocess.Popen[str]] = []
+        homes = itertools.count(1)
+
+        def serve_all() -> list[Scenario]:
+            """(Re)start this tree's server and the anchor's, each in a new home; the scenarios to run."""
+            stop_all(servers)
+            home = Path(temp) / str(next(homes))
+            home.mkdir()
+            plan = scenarios(start(servers, home / "current", args.workers))
             if args.anchor is not None:
-                anchor = start(servers, Path(temp) / "anchor", args.workers, args.anchor)
-                plan = paired(plan + scenarios(anchor, anchor=True))
-            rounds = run_rounds(args, plan)
+                plan = paired(plan + scenarios(start(servers, home / "anchor", args.workers, args.anchor),
+                                               anchor=True))
+            return plan
+
+        try:
+            plan = serve_all()
+            rounds = run_rounds(args, plan, restart=serve_all)
         finally:
-            for proc in servers:
-                proc.terminate()
-                proc.wait(timeout=30)
+            stop_all(servers)
     print(f"({args.concurrency} clients, {args.duration:g} s each, median of {args.rounds} alternating "
-          f"rounds, load generator: {args.generator}, "
+          f"rounds{', fresh servers each round' if args.fresh else ''}, load generator: {args.generator}, "
           f"Voka Bridge workers: {args.workers})")
     print(table([median_round(results) for results in rounds]))
     if args.anchor is not None:

@@ -115,9 +115,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help="also serve the Voka Bridge source tree in DIR (an earlier version: `git "
                              "worktree add DIR <commit>`) and measure it in the same rounds, same Python")
     parser.add_argument("--fresh", action="store_true",
-                        help="start the servers anew for every round: a process's speed depends on its luck "
-                             "(address layout, hash seed; two processes of the same code differed by up to "
-                             "10%% for a whole run), which only many processes average out")
+                        help="start the servers anew for every round, in turn which one first: a "
+                             "process's speed depends on its luck (address layout, hash seed; two processes "
+                             "of the same code differed by up to 10%% for a whole run), which only many "
+                             "processes average out")
 
 
 def write_config(home: Path, database_url: str | None = None) -> None:

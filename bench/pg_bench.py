@@ -233,17 +233,21 @@ def main() -> None:
                 """(Re)start Voka Bridge (and the anchor's), each in a new home; their scenarios."""
                 while bridges:
                     stop(bridges.pop())
-                home = Path(temp) / str(next(homes))
-                url = start_in(bridges, home / "current", database_url, args.workers)
-                asyncio.run(check_answer(url))
+                number = next(homes)
+                home = Path(temp) / str(number)
+                trees = [(home / "current", None)]
+                if args.anchor is not None:  # every other round the anchor starts first
+                    trees = [*trees, (home / "anchor", args.anchor)][::1 if number % 2 else -1]
+                urls = {source: start_in(bridges, folder, database_url, args.workers, source)
+                        for folder, source in trees}
+                asyncio.run(check_answer(urls[None]))
                 catalog = {"name": "find_customer_by_phone", "params": {"phone": PHONE}}
-                plan = [Scenario("Voka Bridge: seed-style raw SQL lookup", url, raw, headers),
-                        Scenario("Voka Bridge: find_customer_by_phone (catalog query)", url, catalog,
+                plan = [Scenario("Voka Bridge: seed-style raw SQL lookup", urls[None], raw, headers),
+                        Scenario("Voka Bridge: find_customer_by_phone (catalog query)", urls[None], catalog,
                                  headers)]
                 if args.anchor is not None:
-                    anchor_url = start_in(bridges, home / "anchor", database_url, args.workers, args.anchor)
-                    plan += [Scenario(f"anchor: {s.name.removeprefix('Voka Bridge: ')}", anchor_url, s.body,
-                                      headers, anchor_for=s.name) for s in plan]
+                    plan += [Scenario(f"anchor: {s.name.removeprefix('Voka Bridge: ')}", urls[args.anchor],
+                                      s.body, headers, anchor_for=s.name) for s in plan]
                 return paired(plan)
 
             express = None

@@ -103,13 +103,15 @@ def main() -> None:
         def serve_all() -> list[Scenario]:
             """(Re)start this tree's server and the anchor's, each in a new home; the scenarios to run."""
             stop_all(servers)
-            home = Path(temp) / str(next(homes))
+            number = next(homes)
+            home = Path(temp) / str(number)
             home.mkdir()
-            plan = scenarios(start(servers, home / "current", args.workers))
-            if args.anchor is not None:
-                plan = paired(plan + scenarios(start(servers, home / "anchor", args.workers, args.anchor),
-                                               anchor=True))
-            return plan
+            if args.anchor is None:
+                return scenarios(start(servers, home / "current", args.workers))
+            trees = [(home / "current", None), (home / "anchor", args.anchor)]
+            urls = {source: start(servers, folder, args.workers, source)  # every other round the anchor first
+                    for folder, source in (trees if number % 2 else trees[::-1])}
+            return paired(scenarios(urls[None]) + scenarios(urls[args.anchor], anchor=True))
 
         try:
             plan = serve_all()

@@ -6,6 +6,7 @@ Plain sqlite3 so the CLI can use it synchronously; the server runs these calls o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -117,19 +118,24 @@ def connect_state(path: Path) -> sqlite3.Connection:
 
 
 def _owner_only(path: Path) -> None:
-    """Key hashes and the audit log are the owner's alone: the file is made (or made again) 0600 before
-    SQLite opens it, and SQLite gives its -wal and -shm files the same permissions."""
+    """Key hashes and the audit log are the owner's alone: the file is made 0600 before SQLite opens it
+    (SQLite gives its -wal and -shm files the same permissions), or made so again by path.
+
+    Never by opening an existing file: SQLite's locks are POSIX locks, which a process loses on a file
+    when it closes any descriptor of it, so closing one here would take the locks of this process's open
+    connections (another process could then delete the write-ahead log under them)."""
     if os.name != "posix":
         return  # Windows: the per-user profile folder's ACL already keeps other users out
     try:
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # new: nobody holds locks
+        return
+    except FileExistsError:
+        pass
     except OSError:
         return  # SQLite will say what is wrong with the path
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+    with contextlib.suppress(OSError):  # SQLite will say what is wrong with the path
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
 
 
 def _set_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -48,3 +51,31 @@ def test_the_state_database_is_readable_by_its_owner_only(tmp_path) -> None:  # 
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     for extra in tmp_path.glob("state.sqlite3-*"):
         assert stat.S_IMODE(os.stat(extra).st_mode) & 0o077 == 0, extra
+
+
+def test_opening_the_state_again_keeps_the_locks_of_connections_already_open(tmp_path: Path) -> None:
+    """SQLite's locks are POSIX locks, which a process loses on a file when it closes any descriptor of
+    it. Opening the state again (the app does, for each key change) must not drop the running server's:
+    without them, `voka-bridge keys create` from a terminal took itself for the last user of the file on
+    closing, deleted the write-ahead log under the server, whose later writes went to the deleted file
+    (lost when it closed) and whose reads could fail with "disk I/O error"."""
+    home = tmp_path / "home"
+    home.mkdir()
+    path = home / "state.sqlite3"
+    server = connect_state(path)  # the running server's connection
+    server.execute("CREATE TABLE IF NOT EXISTS probe (x)")
+    server.execute("INSERT INTO probe VALUES (1)")
+    connect_state(path).close()  # the app reads the keys
+    made = subprocess.run([sys.executable, "-m", "server.cli", "keys", "create", "--name", "from a terminal",
+                           "--home", str(home)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+    assert made.returncode == 0, made.stderr
+    names = [row[0] for row in server.execute("SELECT name FROM keys")]  # disk I/O error before
+    assert "from a terminal" in names
+    assert server.execute("SELECT x FROM probe").fetchall() == [(1,)]
+    assert path.with_name("state.sqlite3-wal").exists()
+    server.execute("INSERT INTO probe VALUES (2)")  # went to a deleted log before, lost on closing
+    server.close()
+    again = connect_state(path)
+    assert again.execute("SELECT x FROM probe ORDER BY x").fetchall() == [(1,), (2,)]
+    again.close()

@@ -19,9 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import aiohttp
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -187,6 +190,22 @@ def paired(scenarios: list[Scenario]) -> list[Scenario]:
     return ordered
 
 
+def in_turn(items: list[T], number: int) -> list[T]:
+    """`items` in order in even rounds, reversed in odd ones, so none always goes first."""
+    return items if number % 2 == 0 else items[::-1]
+
+
+def stop_all(procs: list[subprocess.Popen[str]]) -> None:
+    """Stop the servers in `procs` (emptying it), killing one that does not stop within 30 s."""
+    while procs:
+        proc = procs.pop()
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def run_rounds(args: argparse.Namespace, scenarios: list[Scenario],
                restart: Callable[[], list[Scenario]] | None = None) -> list[list[Result]]:
     """Every scenario once per round, in turn (all servers already running), for `args.rounds` rounds;
@@ -200,7 +219,7 @@ def run_rounds(args: argparse.Namespace, scenarios: list[Scenario],
         if number and args.fresh and restart is not None:
             scenarios = restart()
         plan = list(zip(scenarios, rounds, strict=True))
-        for scenario, results in plan if number % 2 == 0 else reversed(plan):
+        for scenario, results in in_turn(plan, number):
             results.append(measure(args, scenario.name, scenario.url, scenario.body, scenario.headers))
             print(f"bench: round {number + 1}: {scenario.name}: {results[-1].rps:,.0f} req/s",
                   file=sys.stderr)

@@ -45,10 +45,12 @@ from load import (
     add_options,
     cost_lines,
     costs,
+    in_turn,
     median_round,
     paired,
     run_rounds,
     serve_command,
+    stop_all,
     write_config,
 )
 
@@ -179,15 +181,6 @@ def start_express(folder: Path, port: int, database_url: str) -> subprocess.Pope
     return proc
 
 
-def stop(proc: subprocess.Popen[str] | None) -> None:
-    if proc is not None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 async def check_answer(url: str) -> None:
     """Both servers must answer the lookup correctly before they are timed."""
     import aiohttp
@@ -231,15 +224,14 @@ def main() -> None:
 
             def serve_all() -> list[Scenario]:
                 """(Re)start Voka Bridge (and the anchor's), each in a new home; their scenarios."""
-                while bridges:
-                    stop(bridges.pop())
+                stop_all(bridges)
                 number = next(homes)
                 home = Path(temp) / str(number)
                 trees = [(home / "current", None)]
-                if args.anchor is not None:  # every other round the anchor starts first
-                    trees = [*trees, (home / "anchor", args.anchor)][::1 if number % 2 else -1]
-                urls = {source: start_in(bridges, folder, database_url, args.workers, source)
-                        for folder, source in trees}
+                if args.anchor is not None:
+                    trees.append((home / "anchor", args.anchor))
+                urls = {source: start_in(bridges, folder, database_url, args.workers, source)  # in turn first
+                        for folder, source in in_turn(trees, number)}
                 asyncio.run(check_answer(urls[None]))
                 catalog = {"name": "find_customer_by_phone", "params": {"phone": PHONE}}
                 plan = [Scenario("Voka Bridge: seed-style raw SQL lookup", urls[None], raw, headers),
@@ -250,22 +242,22 @@ def main() -> None:
                                       s.body, headers, anchor_for=s.name) for s in plan]
                 return paired(plan)
 
-            express = None
+            servers: list[subprocess.Popen[str]] = []  # those not restarted: the Express server
             try:
                 scenarios = serve_all()
                 express_port = free_port()
                 express = start_express(node_dir, express_port, database_url)
                 extra = []
                 if express is not None:
+                    servers.append(express)
                     express_url = f"http://127.0.0.1:{express_port}/query"
                     asyncio.run(check_answer(express_url))
                     extra = [Scenario("Express + node-postgres: same raw lookup", express_url, raw, headers)]
                 scenarios += extra
                 rounds = run_rounds(args, scenarios, restart=lambda: serve_all() + extra)
             finally:
-                stop(express)
-                while bridges:
-                    stop(bridges.pop())
+                stop_all(servers)
+                stop_all(bridges)
     finally:
         if not args.keep:
             asyncio.run(drop_database(args.admin_dsn))

@@ -26,10 +26,12 @@ from load import (
     add_options,
     cost_lines,
     costs,
+    in_turn,
     median_round,
     paired,
     run_rounds,
     serve_command,
+    stop_all,
     write_config,
 )
 
@@ -63,13 +65,6 @@ def start(servers: list[subprocess.Popen[str]], home: Path, workers: int, source
     port = free_port()
     servers.append(start_server(home, port, workers, source))
     return f"http://127.0.0.1:{port}"
-
-
-def stop_all(servers: list[subprocess.Popen[str]]) -> None:
-    while servers:
-        proc = servers.pop()
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def table(results: list[Result]) -> str:
@@ -110,7 +105,7 @@ def main() -> None:
                 return scenarios(start(servers, home / "current", args.workers))
             trees = [(home / "current", None), (home / "anchor", args.anchor)]
             urls = {source: start(servers, folder, args.workers, source)  # every other round the anchor first
-                    for folder, source in (trees if number % 2 else trees[::-1])}
+                    for folder, source in in_turn(trees, number)}
             return paired(scenarios(urls[None]) + scenarios(urls[args.anchor], anchor=True))
 
         try:

@@ -128,7 +128,7 @@ def auth_and_limits(bridge: Bridge, concurrency: ConcurrencyLimiter) -> Middlewa
                 response = await handler(request)
         except TooManyInFlight:
             ctx.detail["reason"] = (f"over {concurrency.limit} requests in progress and "
-                                                 f"{concurrency.max_waiting} waiting")
+                                    f"{concurrency.max_waiting} waiting")
             raise RateLimited(f"This key already has {concurrency.limit} requests in progress and more "
                               "waiting; slow down.", code="too_many_concurrent",
                               headers={**headers, "Retry-After": "1"}) from None

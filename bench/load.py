@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -176,6 +177,22 @@ class Cost:
         ordered = sorted(self.losses)
         return ordered[len(ordered) // 4], ordered[(3 * len(ordered)) // 4]
 
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """A 95% confidence interval of the median loss, from the rounds' order statistics (so no
+        assumption about how the machine's noise is spread): the j-th smallest and j-th largest loss, j
+        as large as keeps the chance that the median lies outside under 5% (None under 6 rounds)."""
+        n = len(self.losses)
+        outside = 0.0  # chance that fewer than j rounds fall on one side of the median, both sides
+        j = 0
+        while j < n // 2 and outside + 2 * math.comb(n, j) / 2**n <= 0.05:
+            outside += 2 * math.comb(n, j) / 2**n
+            j += 1
+        if j == 0:
+            return None
+        ordered = sorted(self.losses)
+        return ordered[j - 1], ordered[n - j]
+
 
 def paired(scenarios: list[Scenario]) -> list[Scenario]:
     """The run order: each anchor scenario right after the scenario it is the anchor of, so the two are
@@ -245,10 +262,12 @@ def costs(scenarios: list[Scenario], rounds: list[list[Result]]) -> list[Cost]:
 
 
 def cost_lines(found: list[Cost]) -> str:
-    lines = ["| scenario | requests/s lost against the anchor, median round | middle half of the rounds | "
-             "rounds |", "|---|---:|---:|---:|"]
-    lines += [f"| {c.name} | {c.median:.1%} | {c.middle_half[0]:.1%} to {c.middle_half[1]:.1%} | "
-              f"{len(c.losses)} |" for c in found]
+    lines = ["| scenario | requests/s lost against the anchor, median round | 95% interval of the median | "
+             "middle half of the rounds | rounds |", "|---|---:|---:|---:|---:|"]
+    for c in found:
+        interval = f"{c.interval[0]:.1%} to {c.interval[1]:.1%}" if c.interval else "too few rounds"
+        lines.append(f"| {c.name} | {c.median:.1%} | {interval} | {c.middle_half[0]:.1%} to "
+                     f"{c.middle_half[1]:.1%} | {len(c.losses)} |")
     return "\n".join(lines)
 
 

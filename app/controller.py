@@ -27,7 +27,7 @@ from server.events import (
     TunnelChanged,
 )
 from server.notices import Notice, NoticeRules
-from server.stats import LiveStats, count_today
+from server.stats import LiveStats, count_today, turned_away
 from server.status import Status, overall
 from server.tls import CertificateInfo
 
@@ -218,7 +218,8 @@ class AppController(QObject):
         status = overall(self.server.state, health.healthy, health.detail,
                          recent_requests=snap.recent_requests, recent_errors=snap.recent_errors,
                          p95_ms=snap.p95_ms, failure=self.server.last_failure or self.server.boot_error,
-                         unreachable=tunnel_problem or (reach.reason if reach is not None else ""))
+                         unreachable=tunnel_problem or (reach.reason if reach is not None else ""),
+                         turned_away=turned_away(snap))
         if status != self.status:
             self.status = status
             self.statusChanged.emit(status)

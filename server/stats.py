@@ -333,6 +333,18 @@ def explain(refusal: Refusal, default_limit: int | None = None) -> Explanation:
                        "(Requests page) says which.", "", "")
 
 
+# Refusals of calls that carried no key at all: someone else's traffic, never Voka's.
+_KEYLESS = frozenset({"no_key", "flood"})
+
+
+def turned_away(snapshot: Snapshot) -> tuple[int, str]:
+    """How many recent calls that carried a key were turned away, and the most frequent such refusal in
+    the Overview's words ("" when none): when that is most calls, Voka is not being answered
+    (server.status.overall)."""
+    keyed = [r for r in snapshot.refusals if r.kind not in _KEYLESS]
+    return sum(r.count for r in keyed), explain(keyed[0]).headline if keyed else ""
+
+
 def count_today(conn: sqlite3.Connection, before: dt.datetime) -> int:
     """Requests recorded in the audit log since local midnight and before `before` (when the live count
     began: later rows are counted as they arrive, and counting them here too doubled them). Audit times

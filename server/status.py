@@ -13,6 +13,9 @@ SERVING, DEGRADED, STOPPED, FAILED, STARTING = "serving", "degraded", "stopped",
 ERROR_RATE_DEGRADED = 0.10
 P95_DEGRADED_MS = 2000.0
 MIN_REQUESTS_FOR_RATE = 5
+# Share of recent calls that carried a key and were turned away (401/403/429), above which Voka is not
+# being answered even though the server and the database are fine.
+REFUSED_DEGRADED = 0.5
 
 LABELS = {
     SERVING: "Serving",
@@ -35,9 +38,13 @@ class Status:
 
 def overall(server_state: str, healthy: bool, health_detail: str = "", *, recent_requests: int = 0,
             recent_errors: int = 0, p95_ms: float | None = None, failure: str = "",
-            unreachable: str = "") -> Status:
+            unreachable: str = "", turned_away: tuple[int, str] = (0, "")) -> Status:
     """Combine server state, database health, whether the public address leads here (`unreachable`:
-    the probe's reason, empty when it does or none is set) and recent traffic into one state."""
+    the probe's reason, empty when it does or none is set) and recent traffic into one state.
+
+    `turned_away`: recent calls that carried a key and were refused, and why (server.stats.turned_away).
+    When that is most calls Voka is not being answered, though the server and database are fine; calls
+    without any key are someone else's traffic and leave the state as it is."""
     if server_state == "failed":
         return Status(FAILED, failure or "The server could not start.")
     if server_state in ("starting", "stopping"):
@@ -51,6 +58,10 @@ def overall(server_state: str, healthy: bool, health_detail: str = "", *, recent
         return Status(DEGRADED, unreachable)
     if recent_requests >= MIN_REQUESTS_FOR_RATE and recent_errors / recent_requests >= ERROR_RATE_DEGRADED:
         return Status(DEGRADED, f"{recent_errors} of the last {recent_requests} requests failed.")
+    refused, why = turned_away
+    if refused and recent_requests >= MIN_REQUESTS_FOR_RATE and refused / recent_requests >= REFUSED_DEGRADED:
+        return Status(DEGRADED, f"Most calls are turned away ({refused} of the last {recent_requests}): "
+                                f"{why}.")
     if p95_ms is not None and recent_requests >= MIN_REQUESTS_FOR_RATE and p95_ms >= P95_DEGRADED_MS:
         return Status(DEGRADED, f"The database is slow (95% of answers within {p95_ms / 1000:.1f} s).")
     return Status(SERVING, "Serving; the database answers.")

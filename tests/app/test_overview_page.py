@@ -82,6 +82,12 @@ def test_calls_over_the_rate_limit_show_as_refused_naming_the_key_with_the_fix(m
     assert page.notice_title.text() == "<b>Voka phone is over its limit of 5 per minute</b>"
     assert "15 calls were turned away" in page.notice_text.text()
     assert page.fix_button.isVisible() and page.fix_button.text() == "Raise the limit in Settings"
+    # the server and database are fine, but Voka is mostly not answered: the state says so, not "Serving"
+    turned_away = "Most calls are turned away (15 of the last 20): Voka phone is over its limit of 5 per minute."
+    qtbot.waitUntil(lambda: app.controller.status.reason == turned_away, timeout=5000)
+    page.refresh()
+    assert "Degraded" in page.state_label.text() and page.reason_label.text() == turned_away
+    assert "Degraded" in app.window.state_text.text() and turned_away in app.window.state_text.text()
 
     rates, refused = (line.values for line in page.rate_chart.lines)
     assert [line.label for line in page.rate_chart.lines] == ["all", "refused"]

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from server.events import AuthBlocked, HealthChanged, RequestFinished, ServerStateChanged
 from server.notices import NoticeRules
-from server.stats import LiveStats
+from server.stats import LiveStats, turned_away
 from server.status import overall
 
 
 def event(status: int = 200, ms: float = 10.0) -> RequestFinished:
     return RequestFinished("2026-01-01T00:00:00.000+00:00", "k", "key", "127.0.0.1", "POST", "/query",
                            "rest", "t", status, ms, 1, None if status < 400 else "boom")
+
+
+def refused_event(detail: str) -> RequestFinished:
+    """A 401 as server.http.auth records it, `detail` saying why."""
+    return RequestFinished("2026-01-01T00:00:00.000+00:00", None, None, "127.0.0.1", "POST", "/query",
+                           "rest", "t", 401, 1.0, None, "unauthorized", detail=detail)
 
 
 class Clock:
@@ -56,6 +62,21 @@ def test_overall_status_rule():
     assert overall("serving", True, recent_requests=20, recent_errors=5).state == "degraded"
     assert overall("serving", True, recent_requests=20, recent_errors=1).state == "serving"
     assert overall("serving", True, recent_requests=20, p95_ms=5000).state == "degraded"
+
+
+def test_most_calls_with_a_key_turned_away_is_not_serving_but_keyless_ones_are_someone_else():
+    why = "Voka phone is over its limit of 5 per minute"
+    refused = overall("serving", True, recent_requests=20, turned_away=(15, why))
+    assert refused.state == "degraded"
+    assert refused.reason == f"Most calls are turned away (15 of the last 20): {why}."
+    assert overall("serving", True, recent_requests=20, turned_away=(9, why)).state == "serving"
+    assert overall("serving", True, recent_requests=4, turned_away=(4, why)).state == "serving"  # too few
+
+    stats = LiveStats(clock=Clock())
+    stats.add([refused_event("no key")] * 9 + [event()])
+    assert turned_away(stats.snapshot()) == (0, "")  # a scanner without a key: Voka is still answered
+    stats.add([refused_event("expired key Voka phone")] * 3)
+    assert turned_away(stats.snapshot()) == (3, "Someone is using the expired key “Voka phone”")
 
 
 def test_notice_rules_once_per_cause():

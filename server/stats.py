@@ -333,15 +333,14 @@ def explain(refusal: Refusal, default_limit: int | None = None) -> Explanation:
                        "(Requests page) says which.", "", "")
 
 
-# Refusals of calls that carried no key at all: someone else's traffic, never Voka's.
-_KEYLESS = frozenset({"no_key", "flood"})
-
-
 def turned_away(snapshot: Snapshot) -> tuple[int, str]:
     """How many recent calls that carried a key were turned away, and the most frequent such refusal in
     the Overview's words ("" when none): when that is most calls, Voka is not being answered
-    (server.status.overall)."""
-    keyed = [r for r in snapshot.refusals if r.kind not in _KEYLESS]
+    (server.status.overall). Those are the refusals that name one of this PC's keys, and keys this PC
+    does not know (Voka given a key of another install); refusals of calls without a key, of an address
+    blocked for guessing, or under a wrong host name before any key was read, are what scanners of a
+    public address cause, and do not count."""
+    keyed = [r for r in snapshot.refusals if r.key_name is not None or r.kind == "unknown_key"]
     return sum(r.count for r in keyed), explain(keyed[0]).headline if keyed else ""
 
 

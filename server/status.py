@@ -43,8 +43,8 @@ def overall(server_state: str, healthy: bool, health_detail: str = "", *, recent
     the probe's reason, empty when it does or none is set) and recent traffic into one state.
 
     `turned_away`: recent calls that carried a key and were refused, and why (server.stats.turned_away).
-    When that is most calls Voka is not being answered, though the server and database are fine; calls
-    without any key are someone else's traffic and leave the state as it is."""
+    When that is most calls Voka is not being answered, though the server and database are fine; a
+    scanner's calls without a key leave the state as it is."""
     if server_state == "failed":
         return Status(FAILED, failure or "The server could not start.")
     if server_state in ("starting", "stopping"):

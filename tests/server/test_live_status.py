@@ -75,8 +75,10 @@ def test_most_calls_with_a_key_turned_away_is_not_serving_but_keyless_ones_are_s
     stats = LiveStats(clock=Clock())
     stats.add([refused_event("no key")] * 9 + [event()])
     assert turned_away(stats.snapshot()) == (0, "")  # a scanner without a key: Voka is still answered
+    stats.add([refused_event("unknown key id")] * 2)  # a key of another install, say
+    assert turned_away(stats.snapshot()) == (2, "Someone is using a wrong key")
     stats.add([refused_event("expired key Voka phone")] * 3)
-    assert turned_away(stats.snapshot()) == (3, "Someone is using the expired key “Voka phone”")
+    assert turned_away(stats.snapshot()) == (5, "Someone is using the expired key “Voka phone”")
 
 
 def test_notice_rules_once_per_cause():

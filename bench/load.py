@@ -223,6 +223,19 @@ def stop_all(procs: list[subprocess.Popen[str]]) -> None:
             proc.kill()
 
 
+def start_trees(servers: list[subprocess.Popen[str]], home: Path, number: int, anchor: Path | None,
+                start: Callable[[Path, Path | None], str]) -> dict[Path | None, str]:
+    """Stop `servers`, then start this tree's server and (with `anchor`) the anchor's, each in a new
+    folder under `home`/`number`, every other round the anchor first; their URLs by source tree (None:
+    this one). `start(folder, source)` starts one server, keeping it in `servers`."""
+    stop_all(servers)
+    folder = home / str(number)
+    trees: list[tuple[Path, Path | None]] = [(folder / "current", None)]
+    if anchor is not None:
+        trees.append((folder / "anchor", anchor))
+    return {source: start(where, source) for where, source in in_turn(trees, number)}
+
+
 def run_rounds(args: argparse.Namespace, scenarios: list[Scenario],
                restart: Callable[[], list[Scenario]] | None = None) -> list[list[Result]]:
     """Every scenario once per round, in turn (all servers already running), for `args.rounds` rounds;

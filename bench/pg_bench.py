@@ -45,11 +45,11 @@ from load import (
     add_options,
     cost_lines,
     costs,
-    in_turn,
     median_round,
     paired,
     run_rounds,
     serve_command,
+    start_trees,
     stop_all,
     write_config,
 )
@@ -224,14 +224,10 @@ def main() -> None:
 
             def serve_all() -> list[Scenario]:
                 """(Re)start Voka Bridge (and the anchor's), each in a new home; their scenarios."""
-                stop_all(bridges)
-                number = next(homes)
-                home = Path(temp) / str(number)
-                trees = [(home / "current", None)]
-                if args.anchor is not None:
-                    trees.append((home / "anchor", args.anchor))
-                urls = {source: start_in(bridges, folder, database_url, args.workers, source)  # in turn first
-                        for folder, source in in_turn(trees, number)}
+                def start(folder: Path, source: Path | None) -> str:
+                    return start_in(bridges, folder, database_url, args.workers, source)
+
+                urls = start_trees(bridges, Path(temp), next(homes), args.anchor, start)
                 asyncio.run(check_answer(urls[None]))
                 catalog = {"name": "find_customer_by_phone", "params": {"phone": PHONE}}
                 plan = [Scenario("Voka Bridge: seed-style raw SQL lookup", urls[None], raw, headers),

@@ -26,11 +26,11 @@ from load import (
     add_options,
     cost_lines,
     costs,
-    in_turn,
     median_round,
     paired,
     run_rounds,
     serve_command,
+    start_trees,
     stop_all,
     write_config,
 )
@@ -61,7 +61,7 @@ def start_server(home: Path, port: int, workers: int, source: Path | None = None
 
 def start(servers: list[subprocess.Popen[str]], home: Path, workers: int, source: Path | None = None) -> str:
     """Start a server (kept in `servers` to stop later); its base URL."""
-    home.mkdir()
+    home.mkdir(parents=True)
     port = free_port()
     servers.append(start_server(home, port, workers, source))
     return f"http://127.0.0.1:{port}"
@@ -97,15 +97,10 @@ def main() -> None:
 
         def serve_all() -> list[Scenario]:
             """(Re)start this tree's server and the anchor's, each in a new home; the scenarios to run."""
-            stop_all(servers)
-            number = next(homes)
-            home = Path(temp) / str(number)
-            home.mkdir()
+            urls = start_trees(servers, Path(temp), next(homes), args.anchor,
+                               lambda folder, source: start(servers, folder, args.workers, source))
             if args.anchor is None:
-                return scenarios(start(servers, home / "current", args.workers))
-            trees = [(home / "current", None), (home / "anchor", args.anchor)]
-            urls = {source: start(servers, folder, args.workers, source)  # every other round the anchor first
-                    for folder, source in in_turn(trees, number)}
+                return scenarios(urls[None])
             return paired(scenarios(urls[None]) + scenarios(urls[args.anchor], anchor=True))
 
         try:
